@@ -1,0 +1,103 @@
+"""The `numvars` command line: a thin layer over the Python API.
+
+Every command takes `key=value` overrides; mistakes end in one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import NumvarsError
+
+EPILOG_TRAIN = """config keys (key=value): task arch d_model seed void_prob bos trigger min_count max_count
+holdouts n_layers n_heads pos head_dropout lr warmup_steps min_lr batch_size steps_per_epoch
+max_epochs eval_per_count out device threads
+
+example: numvars train task=multi_object arch=gru d_model=20 seed=0 out=runs/"""
+
+
+def _print_table(df, title: str | None = None) -> None:
+    if title:
+        print(title)
+    print(df.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+
+
+def cmd_train(args) -> None:
+    from .config import from_mapping, parse_overrides
+    from .train import train
+
+    overrides = parse_overrides(args.overrides)
+    for flag in ("device", "threads"):
+        if getattr(args, flag) is not None:
+            overrides[flag] = str(getattr(args, flag))
+    cfg = from_mapping(overrides)
+    result = train(cfg, progress=not args.quiet)
+    s = result.summary
+    verb = "already trained" if result.skipped else "trained"
+    print(f"{verb}: {result.run_dir}  epochs={s['epochs']} trial_accuracy={s['trial_accuracy']:.4f} "
+          f"reached_criterion={s['reached_criterion']} seconds={s['seconds']}")
+
+
+def cmd_eval(args) -> None:
+    from . import io, models
+    from .config import RunConfig
+    from .evaluate import greedy_trials
+
+    run_dir = Path(args.run_dir)
+    model = models.load(run_dir)                 # checks the directory, config and weights
+    cfg = RunConfig.from_sections(io.read_yaml(run_dir / "config.yaml"))
+    if args.max_count < 1 or args.per_count < 1:
+        raise NumvarsError("--max-count and --per-count must be >= 1")
+    result = greedy_trials(model, cfg.make_task(), range(1, args.max_count + 1), args.per_count)
+    table = result.by_count()
+    table["held_out"] = table["count"].isin(cfg.holdouts)
+    table["in_training_range"] = table["count"] <= cfg.max_count
+    path = io.write_table(run_dir / f"eval_max{args.max_count}.csv", table)
+    _print_table(table, f"free-running trial accuracy per count ({args.per_count} trials each)")
+    print(f"overall {result.accuracy:.4f}; saved {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="numvars", description="Find symbol-like number variables in neural networks.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one model to the trial-accuracy criterion",
+                       description="Train a model with next-token prediction (SPEC §3). Finished runs are skipped, "
+                                   "interrupted ones resume.", epilog=EPILOG_TRAIN,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("overrides", nargs="*", metavar="key=value")
+    t.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
+    t.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default 1)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="free-running trial accuracy per count of a trained run",
+                       description="Greedy trial accuracy per count 1..MAX (beyond 20 is out of training range); "
+                                   "prints a table and saves RUN_DIR/eval_maxMAX.csv.")
+    e.add_argument("run_dir")
+    e.add_argument("--max-count", type=int, default=30)
+    e.add_argument("--per-count", type=int, default=15)
+    e.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from .train import resolve_device, setup_threads
+
+        setup_threads(getattr(args, "threads", None) or 1, resolve_device("cpu"))
+        args.func(args)
+    except NumvarsError as e:
+        print(f"numvars: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("numvars: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

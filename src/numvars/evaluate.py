@@ -1,0 +1,78 @@
+"""Trial accuracy (SPEC §3): greedy generation after the trigger, every response and EOS exact."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .tasks import PAD, Task
+
+EVAL_SEED = 10_007  # the evaluation set is fixed across epochs so accuracies are comparable
+
+
+@dataclass
+class TrialResult:
+    counts: torch.Tensor    # (N,) target count of each trial
+    correct: torch.Tensor   # (N,) bool: every response token and the EOS exactly right
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.float().mean())
+
+    def by_count(self) -> pd.DataFrame:
+        df = pd.DataFrame({"count": self.counts.numpy(), "correct": self.correct.numpy()})
+        return df.groupby("count", as_index=False).agg(accuracy=("correct", "mean"), trials=("correct", "size"))
+
+
+@torch.no_grad()
+def trial_accuracy(model: nn.Module, task: Task, counts=range(1, 21), per_count: int = 15,
+                   seed: int = EVAL_SEED, device: str | torch.device = "cpu") -> TrialResult:
+    """The same verdicts as `greedy_trials`, from one teacher-forced pass.
+
+    A greedy trial is all right exactly when the argmax at every predictable position of the true
+    sequence is right: if it is, greedy decoding reproduces the true prefix step by step, so it
+    sees the same inputs and makes the same predictions; if one is wrong, the greedy run's first
+    error is at or before it. (A test checks both paths agree.)
+    """
+    counts = list(counts)
+    batch = task.sample(per_count * len(counts), seed=seed, counts=np.repeat(counts, per_count))
+    was_training = model.training
+    model.eval()
+    tokens, mask = batch.tokens.to(device), batch.task_mask.to(device)
+    pred = model(tokens[:, :-1]).argmax(-1)                             # (N, L-1) predicts tokens[:, 1:]
+    correct = ((pred == tokens[:, 1:]) | ~mask[:, 1:]).all(dim=1)
+    model.train(was_training)
+    return TrialResult(counts=batch.counts, correct=correct.cpu())
+
+
+@torch.no_grad()
+def greedy_trials(model: nn.Module, task: Task, counts=range(1, 21), per_count: int = 15,
+                  seed: int = EVAL_SEED, device: str | torch.device = "cpu") -> TrialResult:
+    """Generate greedily from the first predictable position on, feeding the model its own tokens.
+
+    All trials run at once: the generated token of row i at step j is written in place at
+    position p_i + j of a PAD buffer, and the causal model is rerun on the buffer. Positions
+    after p_i + j cannot influence the logits read at p_i + j - 1, so this equals step-by-step
+    decoding while costing one batched forward per step.
+    """
+    counts = list(counts)
+    batch = task.sample(per_count * len(counts), seed=seed, counts=np.repeat(counts, per_count))
+    was_training = model.training
+    model.eval()
+    first = batch.task_mask.float().argmax(dim=1).to(device)            # (N,) first predictable position
+    n_steps = int(batch.task_mask.sum(dim=1).max())
+    # room past the longest row, so rows that finish early keep writing harmlessly into PAD
+    tokens = nn.functional.pad(batch.tokens, (0, n_steps), value=PAD).to(device)
+    mask = nn.functional.pad(batch.task_mask, (0, n_steps), value=False).to(device)
+    buffer = torch.where(torch.arange(tokens.shape[1], device=device) < first[:, None], tokens, PAD)
+    rows = torch.arange(len(tokens), device=device)
+    for j in range(n_steps):
+        logits = model(buffer)                                          # (N, L, V)
+        pos = first + j
+        buffer[rows, pos] = logits[rows, pos - 1].argmax(-1)
+    correct = ((buffer == tokens) | ~mask).all(dim=1)
+    model.train(was_training)
+    return TrialResult(counts=batch.counts, correct=correct.cpu())

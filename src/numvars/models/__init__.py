@@ -1,0 +1,60 @@
+"""Models (SPEC §2): GRU, LSTM and Transformer language models, and loading trained runs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import NumvarsError
+from ..io import load_tensors, read_yaml
+from .config import ARCHS, ModelConfig
+from .rnn import GRULM, LSTMLM, RecurrentLM
+from .transformer import TransformerLM
+
+__all__ = ["ARCHS", "ModelConfig", "GRULM", "LSTMLM", "RecurrentLM", "TransformerLM", "build", "load",
+           "load_weights", "is_recurrent", "default_site"]
+
+_CLASSES = {"gru": GRULM, "lstm": LSTMLM, "transformer": TransformerLM}
+
+
+def build(cfg: ModelConfig, seed: int | None = None) -> nn.Module:
+    """A freshly initialised model; with a seed, the same seed gives the same weights."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return _CLASSES[cfg.arch](cfg)
+
+
+def is_recurrent(model: nn.Module) -> bool:
+    """True for any model that follows the step protocol (initial_state, step, readout)."""
+    return all(callable(getattr(model, name, None)) for name in ("initial_state", "step", "readout"))
+
+
+def default_site(model: nn.Module) -> str:
+    if isinstance(model, TransformerLM):
+        return f"resid.{min(1, model.cfg.n_layers)}"
+    return "state"
+
+
+def load_weights(model: nn.Module, path) -> nn.Module:
+    tensors = load_tensors(path)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise NumvarsError(f"weights {path} do not fit this model ({str(e).splitlines()[0][:120]}); "
+                           "check the run's config") from None
+    return model
+
+
+def load(run_dir, checkpoint: str | None = None) -> nn.Module:
+    """The trained model of a run directory (in eval mode), or one of its checkpoints by file name."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise NumvarsError(f"run directory {run_dir} does not exist; train it with `numvars train`")
+    cfg = read_yaml(run_dir / "config.yaml")
+    try:
+        mcfg = ModelConfig(**cfg["model"])
+    except (KeyError, TypeError) as e:
+        raise NumvarsError(f"{run_dir}/config.yaml has no valid model section ({e}); retrain the run") from None
+    weights = run_dir / "checkpoints" / checkpoint if checkpoint else run_dir / "model.safetensors"
+    return load_weights(build(mcfg), weights).eval()
