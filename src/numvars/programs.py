@@ -41,9 +41,6 @@ class Program:
         """The next role (B,): RESP or EOS where it is determined, DEMO while still in the demo phase."""
         raise NotImplementedError
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, variables={self.variables})"
-
 
 def _zeros(batch_size: int, *keys: str) -> State:
     return {k: torch.zeros(batch_size, dtype=torch.long) for k in keys}
@@ -163,8 +160,11 @@ def trace(program: Program, roles: Batch | torch.Tensor) -> State:
 
 def predictions(program: Program, roles: Batch | torch.Tensor) -> torch.Tensor:
     """(B, L): the role predicted after reading each position (DEMO: not determined, demo phase)."""
-    states = trace(program, roles)
-    shape = _roles(roles).shape
+    return _predict_all(program, trace(program, roles))
+
+
+def _predict_all(program: Program, states: State) -> torch.Tensor:
+    shape = next(iter(states.values())).shape  # (B, L), flattened since predict takes (B,)
     return program.predict({k: v.reshape(-1) for k, v in states.items()}).reshape(shape)
 
 
@@ -192,8 +192,12 @@ def same_phase_mask(program: Program, base: Batch | torch.Tensor, t: torch.Tenso
                     source: Batch | torch.Tensor) -> torch.Tensor:
     """(N, L): source positions where the program is in the same phase as the base at t, read
     off `predict` (DEMO means demo phase) so it works for any program. For full-state swaps."""
-    base_in_resp = predictions(program, base).gather(1, t[:, None]) != DEMO  # (N, 1)
-    return (predictions(program, source) != DEMO) == base_in_resp
+    return _same_phase(program, trace(program, base), t, trace(program, source))
+
+
+def _same_phase(program: Program, base_states: State, t: torch.Tensor, source_states: State) -> torch.Tensor:
+    base_in_resp = program.predict(_at(base_states, t)) != DEMO  # (N,)
+    return (_predict_all(program, source_states) != DEMO) == base_in_resp[:, None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,14 +242,22 @@ def _check_variables(program: Program, variables: Sequence[str] | str | None) ->
     return variables
 
 
-def _check_positions(roles: torch.Tensor, t: torch.Tensor, name: str) -> None:
-    if t.shape != (roles.shape[0],):
-        raise NumvarsError(f"{name} must hold one position per row: shape ({roles.shape[0]},), got {tuple(t.shape)}")
-    at = roles.gather(1, t.clamp(0, roles.shape[1] - 1)[:, None]).squeeze(1)
-    inside = (t >= 0) & (t < roles.shape[1]) & (at != PAD)
-    if not inside.all():
-        i = int((~inside).nonzero()[0])
-        raise NumvarsError(f"{name}[{i}]={int(t[i])} is not a position of that sequence; keep it before the PAD")
+def _check_pairs(b_roles: torch.Tensor, s_roles: torch.Tensor, t: torch.Tensor, u: torch.Tensor,
+                 var_index: torch.Tensor | None, n_vars: int) -> None:
+    n = b_roles.shape[0]
+    if s_roles.shape[0] != n:
+        raise NumvarsError(f"base has {n} rows but source has {s_roles.shape[0]}; pair them row by row")
+    for name, roles, pos in (("t", b_roles, t), ("u", s_roles, u)):
+        if pos.shape != (n,):
+            raise NumvarsError(f"{name} must hold one position per row, shape ({n},); got {tuple(pos.shape)}")
+        at = roles.gather(1, pos.clamp(0, roles.shape[1] - 1)[:, None]).squeeze(1)
+        bad = (~((pos >= 0) & (pos < roles.shape[1]) & (at != PAD))).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            raise NumvarsError(f"{name}[{i}]={int(pos[i])} is not a position of that sequence; "
+                               "keep it before the PAD")
+    if var_index is not None and (var_index.shape != (n,) or not ((var_index >= 0) & (var_index < n_vars)).all()):
+        raise NumvarsError(f"var_index must have shape ({n},) and entries in 0..{n_vars - 1}")
 
 
 def swap(base_state: State, source_state: State, variables: Sequence[str],
@@ -253,7 +265,8 @@ def swap(base_state: State, source_state: State, variables: Sequence[str],
     """The base state with `variables` taken from the source (row i only variables[var_index[i]])."""
     out = dict(base_state)
     for i, name in enumerate(variables):
-        out[name] = source_state[name] if var_index is None else torch.where(var_index == i, source_state[name], out[name])
+        take = source_state[name]
+        out[name] = take if var_index is None else torch.where(var_index == i, take, out[name])
     return out
 
 
@@ -303,18 +316,21 @@ def counterfactuals(program: Program | str, base: Batch | torch.Tensor, source: 
     program = get_program(program)
     variables = _check_variables(program, variables)
     b_roles, s_roles = _roles(base), _roles(source)
-    if b_roles.shape[0] != s_roles.shape[0]:
-        raise NumvarsError(f"base has {b_roles.shape[0]} rows but source has {s_roles.shape[0]}; pair them row by row")
-    _check_positions(b_roles, t, "t")
-    _check_positions(s_roles, u, "u")
+    _check_pairs(b_roles, s_roles, t, u, var_index, len(variables))
+    return _counterfactuals(program, trace(program, b_roles), trace(program, s_roles), variables, t, u,
+                            seed, max_extra_demo, trigger, var_index, max_steps)
+
+
+def _counterfactuals(program, base_states, source_states, variables, t, u, seed, max_extra_demo, trigger,
+                     var_index=None, max_steps=None) -> Counterfactuals:
+    """`counterfactuals` from traced states (B, L), so make_pairs traces each batch once."""
     n = len(t)
-    if var_index is not None and (var_index.shape != (n,) or not ((var_index >= 0) & (var_index < len(variables))).all()):
-        raise NumvarsError(f"var_index must be ({n},) with entries in 0..{len(variables) - 1}")
-    base_state = _at(trace(program, b_roles), t)
-    cf_state = swap(base_state, _at(trace(program, s_roles), u), variables, var_index)
-    max_steps = max_steps or b_roles.shape[1] + s_roles.shape[1] + max_extra_demo + 2
-    roles, scored = rollout(program, cf_state, _generator(seed), max_extra_demo,
-                            TRIGGER if trigger else RESP, max_steps)
+    base_state = _at(base_states, t)
+    cf_state = swap(base_state, _at(source_states, u), variables, var_index)
+    # a generous bound: no built-in program can count past both sequences' lengths
+    length = sum(next(iter(states.values())).shape[1] for states in (base_states, source_states))
+    roles, scored = rollout(program, cf_state, _generator(seed), max_extra_demo, TRIGGER if trigger else RESP,
+                            max_steps or length + max_extra_demo + 2)
     return Counterfactuals(cont_roles=roles, cont_scored=scored, cont_len=(roles != PAD).sum(1),
                            base_value=_value(base_state, variables, var_index, n),
                            source_value=_value(cf_state, variables, var_index, n),
@@ -333,15 +349,18 @@ def make_pairs(task: Task, program: Program | str, variables: Sequence[str] | st
     variables = _check_variables(program, variables)
     rng = np.random.default_rng(seed)
     pool = np.asarray(list(counts), dtype=np.int64)
+    if pool.size == 0 or pool.min() < 1:
+        raise NumvarsError(f"counts must be a non-empty list of counts >= 1, e.g. range(1, 21); got {list(counts)}")
     base_seed, source_seed, torch_seed, cf_seed = (int(s) for s in rng.integers(2**31, size=4))
     base = task.sample(n, seed=base_seed, counts=rng.choice(pool, n))
     source = task.sample(n, seed=source_seed, counts=rng.choice(pool, n))
     gen = torch.Generator().manual_seed(torch_seed)
+    base_states, source_states = trace(program, base), trace(program, source)
     t = sample_positions(base, gen)
-    u = sample_positions(source, gen, same_phase_mask(program, base, t, source) if same_phase else None)
+    u = sample_positions(source, gen, _same_phase(program, base_states, t, source_states) if same_phase else None)
     var_index = None
     if one_per_row and variables:
         var_index = torch.randint(len(variables), (n,), generator=gen)
-    cf = counterfactuals(program, base, source, variables, t, u, seed=cf_seed, max_extra_demo=max_extra_demo,
-                         trigger=task.spec.trigger, var_index=var_index)
+    cf = _counterfactuals(program, base_states, source_states, variables, t, u, cf_seed, max_extra_demo,
+                          task.spec.trigger, var_index)
     return base, source, t, u, cf

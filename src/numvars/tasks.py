@@ -106,11 +106,12 @@ class Task:
         return int(self.spec.bos) + 2 * n + int(self.spec.trigger) + 1
 
     def role_tokens(self, roles: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Token ids for roles (as a program emits them); DEMO roles get a random demo token."""
+        """Token ids for roles (as a program emits them). With a generator, DEMO roles get a random
+        demo token; without one, the first demo token (no global random state is touched)."""
         table = torch.tensor([self.vocab["PAD"], self.vocab["BOS"], int(self.demo_ids[0]), self.vocab["V"],
                               self.vocab["T"], self.resp_id, self.vocab["EOS"]])
         out = table[roles]
-        if len(self.demo_ids) > 1:
+        if generator is not None and len(self.demo_ids) > 1:
             pick = torch.randint(len(self.demo_ids), roles.shape, generator=generator)
             out = torch.where(roles == DEMO, torch.as_tensor(self.demo_ids)[pick], out)
         return out
@@ -124,7 +125,10 @@ class Task:
         if counts is None:
             counts = rng.choice(np.array(self.spec.train_counts), size=n)
         else:
-            counts = np.resize(np.asarray(list(counts), dtype=np.int64), n)
+            counts = np.asarray(list(counts), dtype=np.int64)
+            if counts.size == 0:                       # np.resize would fill n rows with count 0
+                raise NumvarsError("counts is empty; give at least one count, e.g. counts=range(1, 21)")
+            counts = np.resize(counts, n)
             if counts.min() < 1:
                 raise NumvarsError("counts must be >= 1")
         return self._build(counts.astype(np.int64), rng)

@@ -1,0 +1,109 @@
+"""Alignment maps: small modules with `forward` (into the aligned basis) and `inverse`.
+
+The interchange intervention of SPEC §5.1 composes a map with a mask:
+    b' = A⁻¹((1 − M)·A b + M·A s)
+Orthogonal maps use torch's orthogonal parametrization; wrap a DAS step in
+`torch.nn.utils.parametrize.cached()` so the matrix is computed once per step, not per use.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrizations
+
+from ..errors import NumvarsError
+
+MAPS = ("orthogonal", "linear")
+
+
+def random_orthogonal(d: int, generator: torch.Generator) -> Tensor:
+    q, r = torch.linalg.qr(torch.randn(d, d, generator=generator))
+    return q * torch.sign(torch.diagonal(r))      # sign fix: Haar-distributed
+
+
+class OrthogonalMap(nn.Module):
+    """A learnable rotation R; aligned coordinates are x @ R, and the inverse is y @ Rᵀ."""
+
+    def __init__(self, d: int, generator: torch.Generator):
+        super().__init__()
+        self.lin = nn.Linear(d, d, bias=False)
+        parametrizations.orthogonal(self.lin)
+        with torch.no_grad():
+            self.lin.weight = random_orthogonal(d, generator)
+
+    @property
+    def matrix(self) -> Tensor:
+        return self.lin.weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ self.matrix
+
+    def inverse(self, y: Tensor) -> Tensor:
+        return y @ self.matrix.T
+
+
+class LinearMap(nn.Module):
+    """A learnable general invertible linear map W (initialised orthogonal); inverse via a solve."""
+
+    def __init__(self, d: int, generator: torch.Generator):
+        super().__init__()
+        self.weight = nn.Parameter(random_orthogonal(d, generator))
+
+    @property
+    def matrix(self) -> Tensor:
+        return self.weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ self.weight
+
+    def inverse(self, y: Tensor) -> Tensor:
+        # y = x W  ⇔  Wᵀ xᵀ = yᵀ
+        return torch.linalg.solve(self.weight.T, y.T).T
+
+
+class FixedMap(nn.Module):
+    """A fixed matrix (the identity, or a random rotation): the untrained controls."""
+
+    def __init__(self, matrix: Tensor):
+        super().__init__()
+        self.register_buffer("weight", matrix)
+
+    @property
+    def matrix(self) -> Tensor:
+        return self.weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ self.weight
+
+    def inverse(self, y: Tensor) -> Tensor:
+        return y @ self.weight.T
+
+
+def make_map(kind: str, d: int, seed: int) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    if kind == "orthogonal":
+        return OrthogonalMap(d, g)
+    if kind == "linear":
+        return LinearMap(d, g)
+    if kind == "identity":
+        return FixedMap(torch.eye(d))
+    if kind == "random":
+        return FixedMap(random_orthogonal(d, g))
+    raise NumvarsError(f"unknown map {kind!r}; choose one of {', '.join(MAPS)}")
+
+
+def block_masks(d: int, k: int, n_blocks: int) -> Tensor:
+    """(n_blocks, d) 0/1 masks: block i selects aligned dims [i·k, (i+1)·k)."""
+    if not 1 <= k or k * n_blocks > d:
+        raise NumvarsError(f"k={k} is out of range: {n_blocks} variable(s) × k must fit in the state size {d}; "
+                           f"use 1 <= k <= {d // n_blocks}")
+    masks = torch.zeros(n_blocks, d)
+    for i in range(n_blocks):
+        masks[i, i * k:(i + 1) * k] = 1.0
+    return masks
+
+
+def interchange(align: nn.Module, mask: Tensor, base: Tensor, source: Tensor) -> Tensor:
+    """b' = A⁻¹((1 − M)·A b + M·A s); mask is (d,) or per row (N, d)."""
+    a_base, a_source = align(base), align(source)
+    return align.inverse(a_base + mask * (a_source - a_base))

@@ -1,0 +1,51 @@
+"""Shared test setup: one torch thread, and small trained runs made once per session.
+
+The machines running the suite have two cores and bursts of slowness, so every model here is
+tiny and every run is trained once and shared. No test asserts a time.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from numvars.config import from_mapping
+from numvars.train import train
+
+torch.set_num_threads(1)
+
+# The smallest run that exercises every part of training: 3 epochs of 2 steps, 2 trials per count.
+TINY = dict(d_model=8, max_epochs=3, steps_per_epoch=2, eval_per_count=2)
+
+# Runs that learn counts 1..6 part of the way: evaluated on 1..10 they get some trials right
+# (small counts) and some wrong (counts they never saw), so their accuracy lies strictly
+# between 0 and 1. Training is seeded and single-threaded, hence the same on every run.
+PARTLY = {
+    "gru": dict(arch="gru", d_model=16, max_count=6, holdouts="", max_epochs=40, eval_per_count=2, seed=1),
+    "lstm": dict(arch="lstm", d_model=16, max_count=6, holdouts="", max_epochs=40, eval_per_count=2, seed=1),
+    "transformer": dict(arch="transformer", d_model=16, max_count=6, holdouts="", max_epochs=12,
+                        eval_per_count=2, seed=1),
+}
+
+
+def tiny_config(out, **overrides):
+    """A RunConfig with the TINY sizes, writing under `out`; overrides are key=value strings or values."""
+    return from_mapping({**TINY, "out": str(out), **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished tiny GRU run (RunResult); treat its directory as read-only (copy it to damage it)."""
+    return train(tiny_config(tmp_path_factory.mktemp("tiny_runs")), progress=False)
+
+
+@pytest.fixture(scope="session")
+def partly_trained(tmp_path_factory):
+    """arch -> run directory of a partly trained model (see PARTLY), each trained at most once."""
+    out, made = tmp_path_factory.mktemp("partly_trained"), {}
+
+    def get(arch: str):
+        if arch not in made:
+            made[arch] = train(from_mapping({**PARTLY[arch], "out": str(out)}), progress=False).run_dir
+        return made[arch]
+
+    return get
