@@ -22,8 +22,11 @@ TINY = dict(d_model=8, max_epochs=3, steps_per_epoch=2, eval_per_count=2)
 PARTLY = {
     "gru": dict(arch="gru", d_model=16, max_count=6, holdouts="", max_epochs=40, eval_per_count=2, seed=1),
     "lstm": dict(arch="lstm", d_model=16, max_count=6, holdouts="", max_epochs=40, eval_per_count=2, seed=1),
-    "transformer": dict(arch="transformer", d_model=16, max_count=6, holdouts="", max_epochs=12,
+    "transformer": dict(arch="transformer", d_model=16, max_count=6, holdouts="", max_epochs=18,
                         eval_per_count=2, seed=1),
+    # the minimal variant with voids: no BOS, no trigger, the first R is given
+    "gru_minimal": dict(arch="gru", task="single_object", bos=False, trigger=False, void_prob=0.2, d_model=16,
+                        max_count=6, holdouts="", max_epochs=40, eval_per_count=2, seed=1),
 }
 
 
@@ -40,12 +43,12 @@ def tiny_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def partly_trained(tmp_path_factory):
-    """arch -> run directory of a partly trained model (see PARTLY), each trained at most once."""
+    """name in PARTLY -> run directory of a partly trained model, each trained at most once."""
     out, made = tmp_path_factory.mktemp("partly_trained"), {}
 
-    def get(arch: str):
-        if arch not in made:
-            made[arch] = train(from_mapping({**PARTLY[arch], "out": str(out)}), progress=False).run_dir
-        return made[arch]
+    def get(name: str):
+        if name not in made:
+            made[name] = train(from_mapping({**PARTLY[name], "out": str(out)}), progress=False).run_dir
+        return made[name]
 
     return get

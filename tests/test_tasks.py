@@ -45,7 +45,8 @@ def test_a_count_2_sequence_reads_like_the_spec_table(name, example):
 
 def test_multi_object_draws_all_three_demo_types():
     task = get_task("multi_object")
-    demo = task.sample(200, seed=0).tokens[task.sample(200, seed=0).roles == DEMO]
+    batch = task.sample(200, seed=0)
+    demo = batch.tokens[batch.roles == DEMO]
     assert set(demo.unique().tolist()) == {task.vocab[n] for n in ("D0", "D1", "D2")}
 
 
@@ -154,7 +155,7 @@ def test_void_tokens_dont_count():
     assert 0.15 < float(share) < 0.25                # about void_prob of demo positions are void
 
 
-def test_the_token_before_the_trigger_is_never_void():
+def test_the_demo_phase_ends_on_a_counted_token_never_a_void():
     batch = get_task("single_object", void_prob=0.5).sample(1000, seed=0)
     trig = (batch.roles == TRIGGER).float().argmax(1)
     assert (batch.roles[torch.arange(len(batch)), trig - 1] == DEMO).all()

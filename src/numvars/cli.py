@@ -58,6 +58,58 @@ def cmd_eval(args) -> None:
     print(f"overall {result.accuracy:.4f}; saved {path}")
 
 
+ALIGN_KEYS = {"program": str, "variable": str, "k": int, "map": str, "control": str, "site": str, "seed": int,
+              "n_train": int, "n_val": int, "n_test": int, "batch_size": int, "lr": float, "max_epochs": int,
+              "patience": int, "device": str}
+
+
+def _align_options(overrides: dict[str, str]) -> dict:
+    opts = {"program": "up_down", "variable": "count"}
+    for key, raw in overrides.items():
+        if key not in ALIGN_KEYS:
+            raise NumvarsError(f"unknown align key {key!r}; known keys: {', '.join(ALIGN_KEYS)}")
+        try:
+            opts[key] = ALIGN_KEYS[key](raw)
+        except ValueError:
+            raise NumvarsError(f"cannot read {key}={raw!r} as {ALIGN_KEYS[key].__name__}") from None
+    if opts.get("control") in ("", "none"):
+        opts.pop("control")
+    return opts
+
+
+def cmd_align(args) -> None:
+    from .experiment import align_run
+
+    opts = _align_options(parse_kv(args.overrides))
+    result, path, skipped = align_run(args.run_dir, progress=not args.quiet, **opts)
+    s = result
+    print(f"{'reused' if skipped else 'aligned'}: program={s['program']} variables={','.join(s['variables'])} "
+          f"k={s['k']} map={s['map']} site={s['site']} control={s['control'] or 'none'}")
+    rows = [("IIA (teacher-forced)", s["iia"]), ("IIA (free-running)", s["iia_free"]),
+            ("token accuracy", s["token_accuracy"]), ("validation IIA", s["val_iia"])]
+    rows += [(f"IIA [{v}]", x) for v, x in s["iia_per_variable"].items()] if len(s["variables"]) > 1 else []
+    for name, value in rows:
+        print(f"  {name:<22}{value:.3f}")
+    print(f"  epochs {s['epochs']}, {s['seconds']:.1f} s; result: {path}")
+
+
+def cmd_fullswap(args) -> None:
+    from .experiment import full_swap_run
+
+    opts = parse_kv(args.overrides)
+    summary, path, skipped = full_swap_run(args.run_dir, **opts)
+    print(f"{'reused' if skipped else 'full swap'} at {summary['site']} ({summary['n']} pairs, same phase):")
+    for program, value in summary["iia_by_program"].items():
+        print(f"  IIA [{program}] {value:.3f}")
+    print(f"  result: {path}")
+
+
+def parse_kv(args: list[str]) -> dict[str, str]:
+    from .config import parse_overrides
+
+    return parse_overrides(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="numvars", description="Find symbol-like number variables in neural networks.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -79,6 +131,27 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-count", type=int, default=30)
     e.add_argument("--per-count", type=int, default=15)
     e.set_defaults(func=cmd_eval)
+
+    a = sub.add_parser("align", help="DAS: align a program variable with a trained run",
+                       description="Distributed Alignment Search (SPEC §5). Results are saved under "
+                                   "RUN_DIR/align/ and reused on rerun.",
+                       epilog="keys (key=value): " + " ".join(ALIGN_KEYS) + "\n\nexamples:\n"
+                              "  numvars align runs/RUN program=up_down variable=count k=10\n"
+                              "  numvars align runs/RUN variable=count,phase k=5 map=linear\n"
+                              "  numvars align runs/RUN control=untrained   (also: random, identity)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("run_dir")
+    a.add_argument("overrides", nargs="*", metavar="key=value")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=cmd_align)
+
+    f = sub.add_parser("fullswap", help="full-state swap test (Context-Distributed vs cumulative)",
+                       description="Swap the whole state at a site between runs of the same phase and score the "
+                                   "continuation against ctx_distributed (unchanged) and up_down (SPEC §5.4).",
+                       epilog="keys: site n seed")
+    f.add_argument("run_dir")
+    f.add_argument("overrides", nargs="*", metavar="key=value")
+    f.set_defaults(func=cmd_fullswap)
     return p
 
 

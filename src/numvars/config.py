@@ -57,7 +57,14 @@ class RunConfig:
             raise NumvarsError("lr must be > 0, min_lr and warmup_steps >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise NumvarsError(f"device={self.device!r}; choose cpu, cuda or auto")
-        object.__setattr__(self, "holdouts", tuple(int(h) for h in self.holdouts))
+        # canonical values, so equal configs hash to one run id (void_prob=0 and 0.0, holdouts [9, 4] and (4, 9))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+            elif f.type == "bool" and not isinstance(value, bool) and value in (0, 1):
+                object.__setattr__(self, f.name, bool(value))
+        object.__setattr__(self, "holdouts", tuple(sorted({int(h) for h in self.holdouts})))
         self.task_spec(), self.model_config()      # validate the sections now, with their own messages
 
     def task_spec(self) -> TaskSpec:
@@ -109,7 +116,7 @@ def parse_value(field_type, key: str, raw):
                 return False
             raise ValueError
         if "tuple" in str(field_type):
-            return tuple(int(x) for x in raw.replace(",", " ").split()) if raw.strip("[]() ") else ()
+            return tuple(int(x) for x in raw.strip("[]() ").replace(",", " ").split())   # 4,9 or [4, 9] or ""
     except ValueError:
         raise NumvarsError(f"cannot read {key}={raw!r} as {getattr(field_type, '__name__', field_type)}") from None
     return raw

@@ -14,6 +14,9 @@ from safetensors.torch import load_file, save_file
 
 from .errors import NumvarsError
 
+_UMASK = os.umask(0o022)   # read the process umask (there is no getter) and put it back
+os.umask(_UMASK)
+
 
 def _atomic(path: Path, write) -> Path:
     path = Path(path)
@@ -22,6 +25,7 @@ def _atomic(path: Path, write) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)     # mkstemp makes files private (0600); give results normal permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -85,9 +85,14 @@ def train(cfg: RunConfig, progress: bool = True) -> RunResult:
     rows, epoch, elapsed = [], 0, 0.0
     resume = run_dir / "resume.pt"
     if resume.is_file():
-        state = torch.load(resume, weights_only=False)
+        try:
+            state = torch.load(resume, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise NumvarsError(f"{resume} is unreadable ({type(e).__name__}); delete it to restart the run") from None
         model.load_state_dict(state["model"]), opt.load_state_dict(state["opt"]), sched.load_state_dict(state["sched"])
         torch.set_rng_state(state["rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:   # dropout draws from the GPU's generator
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         rows, epoch, elapsed = state["rows"], state["epoch"], state["elapsed"]
     else:
         io.write_yaml(run_dir / "config.yaml", cfg.sections())
@@ -118,6 +123,7 @@ def train(cfg: RunConfig, progress: bool = True) -> RunResult:
         if time.perf_counter() - last_save > RESUME_EVERY_S:
             io.save_torch(resume, {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                                    "rng": torch.get_rng_state(), "rows": rows, "epoch": epoch,
+                                   "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                                    "elapsed": time.perf_counter() - start})
             last_save = time.perf_counter()
         bar.update(1)

@@ -1,0 +1,145 @@
+"""Interchange interventions and DAS (SPEC §5), proved on networks whose answer is known."""
+import pytest
+import torch
+
+from handbuilt import LineCounter, ShiftCounter
+from numvars import align, models, programs
+from numvars.align.maps import block_masks, interchange, make_map
+from numvars.align.pairs import cache_pairs, make_pairset
+from numvars.align.sites import RecurrentSite, ResidualSite, get_site
+from numvars.errors import NumvarsError
+from numvars.models import ModelConfig
+from numvars.tasks import get_task
+
+TASK = get_task("multi_object")
+SMALL = dict(n_train=2000, n_val=300, n_test=500, max_epochs=25, patience=6, batch_size=256)
+
+
+def test_handbuilt_line_counter_counts_correctly():
+    model = LineCounter(TASK)
+    batch = TASK.sample(200, seed=0, counts=range(1, 21))
+    state, right = model.initial_state(200), torch.ones(200, dtype=torch.bool)
+    for j in range(batch.tokens.shape[1] - 1):
+        state = model.step(batch.tokens[:, j], state)
+        pred = model.readout(state).argmax(-1)
+        right &= (pred == batch.tokens[:, j + 1]) | ~batch.task_mask[:, j + 1]
+    assert right.all()
+
+
+def test_das_finds_a_count_stored_on_one_direction_with_k_1():
+    result = align.das(LineCounter(TASK), TASK, "up_down", "count", k=1, seed=0)   # the default 10k/1k/1k pairs
+    assert result.iia >= 0.99
+    assert result.iia_free == pytest.approx(result.iia)
+
+
+def test_a_random_rotation_or_the_identity_does_not_find_the_line_counters_count():
+    for control in ("random", "identity"):
+        assert align.das(LineCounter(TASK), TASK, "up_down", "count", k=1, seed=0, control=control, **SMALL).iia < 0.3
+
+
+def test_das_cannot_move_a_one_hot_count_with_a_one_dimensional_swap():
+    model = ShiftCounter(TASK)
+    full = align.das(model, TASK, "up_down", "count", k=1, seed=0, control="identity", **SMALL)
+    result = align.das(model, TASK, "up_down", "count", k=1, seed=0, **SMALL)
+    assert result.iia <= 0.3, result.iia
+    assert full.iia <= 0.3
+
+
+def test_swapping_every_dimension_of_a_line_counter_moves_count_and_phase():
+    # k = d: the whole state comes from the source, so a full-state swap must follow Up-Down
+    result = align.full_swap(LineCounter(TASK), TASK, programs=("up_down", "ctx_distributed"), n=500)
+    assert result.iia_by_program["up_down"] == 1.0
+    assert result.iia_by_program["ctx_distributed"] < 0.5
+
+
+def test_interchange_with_a_full_mask_returns_the_source_and_with_an_empty_mask_the_base():
+    rot = make_map("orthogonal", 6, seed=1)
+    b, s = torch.randn(4, 6), torch.randn(4, 6)
+    assert torch.allclose(interchange(rot, torch.ones(6), b, s), s, atol=1e-5)
+    assert torch.allclose(interchange(rot, torch.zeros(6), b, s), b, atol=1e-5)
+
+
+def test_linear_map_inverts_exactly():
+    lin = make_map("linear", 5, seed=0)
+    with torch.no_grad():
+        lin.weight.add_(0.3 * torch.randn(5, 5))
+    x = torch.randn(7, 5)
+    assert torch.allclose(lin.inverse(lin(x)), x, atol=1e-4)
+
+
+def test_joint_variables_take_disjoint_blocks():
+    masks = block_masks(20, 4, 2)
+    assert masks.sum(1).tolist() == [4, 4] and (masks[0] * masks[1]).sum() == 0
+    with pytest.raises(NumvarsError, match="k=11"):
+        block_masks(20, 11, 2)
+
+
+@pytest.mark.parametrize("arch", ["gru", "lstm"])
+def test_fused_continuation_equals_the_step_by_step_path(arch):
+    model = models.build(ModelConfig(arch=arch, vocab_size=TASK.vocab_size, d_model=8), seed=0).eval()
+    pairs = make_pairset(TASK, "up_down", ("count",), 64, seed=3)
+    fast, plain = RecurrentSite(model, fast=True), RecurrentSite(model, fast=False)
+    cache = cache_pairs(fast, pairs, "cpu")
+    new = interchange(make_map("random", 8, 0), block_masks(8, 4, 1)[0], cache.base, cache.source)
+    with torch.no_grad():
+        assert torch.allclose(fast.run(cache, new), plain.run(cache, new), atol=1e-5)
+
+
+def test_transformer_site_without_a_swap_reproduces_the_models_own_logits():
+    cfg = ModelConfig(arch="transformer", vocab_size=TASK.vocab_size, d_model=8)
+    model = models.build(cfg, seed=0).eval()
+    pairs = make_pairset(TASK, "up_down", ("count",), 32, seed=4)
+    site = get_site(model, "resid.1")
+    cache = cache_pairs(site, pairs, "cpu")
+    with torch.no_grad():
+        logits = site.run(cache, cache.base)
+        full = model(cache.prefix)
+    rows = torch.arange(32)
+    for j in range(3):
+        assert torch.allclose(logits[:, j], full[rows, cache.t + j], atol=1e-5)
+
+
+def test_cached_base_state_is_the_state_of_the_base_run_at_t():
+    model = models.build(ModelConfig(arch="lstm", vocab_size=TASK.vocab_size, d_model=8), seed=0).eval()
+    pairs = make_pairset(TASK, "up_down", ("count",), 16, seed=5)
+    cache = cache_pairs(get_site(model), pairs, "cpu")
+    state = model.initial_state(16)
+    with torch.no_grad():
+        states = torch.stack([state := model.step(pairs.base[:, j], state) for j in range(pairs.base.shape[1])], 1)
+    assert torch.allclose(cache.base, states[torch.arange(16), pairs.t], atol=1e-6)
+
+
+def test_free_running_and_teacher_forced_iia_agree_trial_by_trial():
+    model = models.build(ModelConfig(arch="gru", vocab_size=TASK.vocab_size, d_model=8), seed=0)
+    result = align.das(model, TASK, "up_down", "count", k=4, seed=0, control="random", **SMALL)
+    assert (result.pairs["correct"] == result.pairs["correct_free"]).all()
+
+
+def test_untrained_copy_has_fresh_weights_and_leaves_the_original_alone():
+    model = models.build(ModelConfig(arch="gru", vocab_size=TASK.vocab_size, d_model=8), seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fresh = align.untrained_copy(model, seed=1)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not torch.equal(fresh.rnn.weight_hh_l0, model.rnn.weight_hh_l0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(program="nope", variable="count"), "unknown program"),
+    (dict(program="up_down", variable="demo_count"), "no variable 'demo_count'"),
+    (dict(program="ctx_distributed", variable="count"), "no variables"),
+    (dict(program="up_down", variable="count", k=0), "k=0"),
+    (dict(program="up_down", variable="count", k=7), "k=7"),
+    (dict(program="up_down", variable="count", map="mlp"), "unknown map"),
+])
+def test_bad_requests_name_the_problem(kwargs, message):
+    with pytest.raises(NumvarsError, match=message):
+        align.das(LineCounter(TASK), TASK, seed=0, **{**SMALL, **kwargs})
+
+
+def test_dasresult_breakdowns_and_save(tmp_path):
+    result = align.das(LineCounter(TASK), TASK, "up_down", "count", k=3, seed=0, **SMALL)
+    by = result.iia_by("abs_diff")
+    assert by["pairs"].sum() == SMALL["n_test"]
+    out = result.save(tmp_path / "r")
+    assert {p.name for p in out.iterdir()} == {"alignment.safetensors", "pairs.parquet", "history.parquet",
+                                              "result.json"}
