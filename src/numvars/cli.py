@@ -104,6 +104,28 @@ def cmd_fullswap(args) -> None:
     print(f"  result: {path}")
 
 
+def cmd_reproduce(args) -> None:
+    from .reproduce import reproduce
+
+    started = __import__("time").time()
+    report = reproduce(args.preset, out=args.out, device=args.device, threads=args.threads or 1,
+                       progress=not args.quiet)
+    print(f"done in {__import__('time').time() - started:.0f} s; report: {report}")
+
+
+def cmd_analyze(args) -> None:
+    from .analysis import analyze
+
+    tables = analyze(args.results)
+    print(f"analysed {args.results}: {', '.join(sorted(tables))} → {Path(args.results) / 'analysis'}")
+
+
+def cmd_report(args) -> None:
+    from .report import render
+
+    print(f"report: {render(args.results)}")
+
+
 def parse_kv(args: list[str]) -> dict[str, str]:
     from .config import parse_overrides
 
@@ -152,6 +174,26 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("run_dir")
     f.add_argument("overrides", nargs="*", metavar="key=value")
     f.set_defaults(func=cmd_fullswap)
+
+    r = sub.add_parser("reproduce", help="run the paper's experiment grid and write the report",
+                       description="Train, evaluate and align every run of a preset (reusing finished jobs, "
+                                   "resuming interrupted ones), then analyse and render RESULTS/report.html.")
+    r.add_argument("--preset", choices=("quick", "paper"), default="quick",
+                   help="quick: d=20, 2 seeds, fewer pairs, ~15 min on a 2-core CPU; paper: the full grid (GPU advised)")
+    r.add_argument("--out", default=None, help="results directory (default results/PRESET)")
+    r.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    r.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default 1)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_reproduce)
+
+    an = sub.add_parser("analyze", help="analyses and figures from a results directory",
+                        description="Read RESULTS/tables/*.csv and write RESULTS/analysis/ and RESULTS/figures/.")
+    an.add_argument("results")
+    an.set_defaults(func=cmd_analyze)
+
+    rp = sub.add_parser("report", help="render RESULTS/report.html (self-contained, opens from disk)")
+    rp.add_argument("results")
+    rp.set_defaults(func=cmd_report)
     return p
 
 

@@ -97,7 +97,7 @@ def train(cfg: RunConfig, progress: bool = True) -> RunResult:
     else:
         io.write_yaml(run_dir / "config.yaml", cfg.sections())
     save_at = checkpoint_epochs(cfg.max_epochs)
-    eval_counts = range(1, cfg.max_count + 1)
+    eval_counts = range(cfg.min_count, cfg.max_count + 1)   # held-out counts included
     start, last_save = time.perf_counter() - elapsed, time.perf_counter()
     bar = tqdm(total=cfg.max_epochs, initial=epoch, disable=not progress, desc=cfg.run_name(), unit="ep", leave=False)
     acc = rows[-1]["trial_accuracy"] if rows else 0.0
