@@ -171,17 +171,21 @@ def environment(device: str, threads: int) -> dict:
                          "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}}
 
 
-def reproduce(preset: str = "quick", out=None, device: str = "auto", threads: int = 1, progress: bool = True) -> Path:
-    """Run a preset end to end: jobs, raw tables, analyses, report. Returns the report path."""
-    if preset not in PRESETS:
-        raise NumvarsError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+def reproduce(preset: str | Preset = "quick", out=None, device: str = "auto", threads: int = 1,
+              progress: bool = True) -> Path:
+    """Run a preset (a name or a Preset) end to end: jobs, raw tables, analyses, report.
+    Returns the report path."""
     from .analysis import analyze
     from .report import render
-    from .train import resolve_device
+    from .train import resolve_device, setup_threads
 
-    p = PRESETS[preset]
+    if isinstance(preset, str) and preset not in PRESETS:
+        raise NumvarsError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    p = PRESETS[preset] if isinstance(preset, str) else preset
+    preset = p.name
     out = Path(out or Path("results") / preset)
     dev = str(resolve_device(device))
+    setup_threads(threads, torch.device(dev))
     started = time.time()
     tables = run_jobs(p, out, dev, threads, progress)
     for name, df in tables.items():

@@ -37,7 +37,7 @@ class FullSwapResult:
 
 @torch.no_grad()
 def full_swap(model: nn.Module, task: Task, programs=("ctx_distributed", "up_down"), site: str | None = None,
-              n: int = 1000, seed: int = 0, counts=range(1, 21), device: str = "cpu") -> FullSwapResult:
+              n: int = 1000, seed: int = 0, counts=None, device: str = "cpu") -> FullSwapResult:
     """Swap the whole state and score the model's continuation against each program's prediction."""
     was_training = model.training
     model.eval().to(device)

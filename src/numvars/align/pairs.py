@@ -29,9 +29,12 @@ class PairSet:
         return len(self.t)
 
 
-def make_pairset(task: Task, program, variables, n: int, seed: int, counts=range(1, 21),
+def make_pairset(task: Task, program, variables, n: int, seed: int, counts=None,
                  same_phase: bool = False) -> PairSet:
-    """Sample pairs and their counterfactuals (SPEC §4); variables=None swaps all (full swap)."""
+    """Sample pairs and their counterfactuals (SPEC §4); variables=None swaps all (full swap).
+    Counts are uniform over `counts`, by default every count of the task's range (held-out ones too)."""
+    if counts is None:
+        counts = range(task.spec.min_count, task.spec.max_count + 1)
     base, source, t, u, cf = P.make_pairs(task, program, variables, n, seed=seed, counts=counts,
                                           same_phase=same_phase, one_per_row=variables is not None)
     gen = torch.Generator().manual_seed(seed + 1)

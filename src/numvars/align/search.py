@@ -139,7 +139,7 @@ def _to(pairs: PairSet, device) -> tuple[torch.Tensor, torch.Tensor]:
 def das(model: nn.Module, task: Task, program, variable="count", k: int | None = None, map: str = "orthogonal",
         seed: int = 0, site: str | None = None, control: str | None = None, n_train: int = 10_000,
         n_val: int = 1_000, n_test: int = 1_000, batch_size: int = 512, lr: float = 3e-3, max_epochs: int = 50,
-        patience: int = 8, target: float = 0.995, counts=range(1, 21), device: str = "cpu",
+        patience: int = 8, target: float = 0.995, counts=None, device: str = "cpu",
         progress: bool = False) -> DASResult:
     """Align `variable` (one name, or several as "a,b" in disjoint blocks) of `program` with `model`."""
     started = time.perf_counter()
