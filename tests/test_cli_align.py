@@ -1,0 +1,78 @@
+"""`numvars align` and `numvars fullswap` (SPEC §5, §7): results saved once, mistakes in one line."""
+import json
+
+import pytest
+
+from numvars.config import from_mapping
+from numvars.train import train
+
+from test_cli import assert_one_line_error, run_cli, snapshot
+
+SMALL = ["n_train=300", "n_val=100", "n_test=100", "max_epochs=2"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A GRU that reaches the criterion on counts 1..5 in a few seconds, and one that does not."""
+    out = tmp_path_factory.mktemp("align_runs")
+    good = train(from_mapping({"task": "single_object", "d_model": 12, "max_count": 5, "holdouts": "",
+                               "out": str(out)}), progress=False)
+    assert good.summary["reached_criterion"]
+    bad = train(from_mapping({"task": "single_object", "d_model": 4, "max_epochs": 1, "out": str(out)}),
+                progress=False)
+    return good.run_dir, bad.run_dir
+
+
+def test_align_prints_iia_and_saves_the_result_then_reuses_it(trained, capsys):
+    run = trained[0]
+    code, out, _ = run_cli(capsys, "align", run, "program=up_down", "variable=count", "k=6", *SMALL, "--quiet")
+    assert code == 0 and "IIA (teacher-forced)" in out and "IIA (free-running)" in out
+    result_dir = out.strip().split("result: ")[-1]
+    saved = json.loads((__import__("pathlib").Path(result_dir) / "result.json").read_text())
+    assert saved["k"] == 6 and saved["variables"] == ["count"] and 0 <= saved["iia"] <= 1
+    code, again, _ = run_cli(capsys, "align", run, "program=up_down", "variable=count", "k=6", *SMALL, "--quiet")
+    assert code == 0 and again.startswith("reused")
+
+
+def test_align_two_variables_with_a_linear_map_and_the_untrained_control(trained, capsys):
+    code, out, _ = run_cli(capsys, "align", trained[0], "variable=count,phase", "k=3", "map=linear", *SMALL, "--quiet")
+    assert code == 0 and "IIA [count]" in out and "IIA [phase]" in out
+    code, out, _ = run_cli(capsys, "align", trained[0], "control=untrained", *SMALL, "--quiet")
+    assert code == 0 and "control=untrained" in out
+
+
+def test_fullswap_scores_both_programs(trained, capsys):
+    code, out, _ = run_cli(capsys, "fullswap", trained[0], "n=100")
+    assert code == 0 and "IIA [ctx_distributed]" in out and "IIA [up_down]" in out
+
+
+@pytest.mark.parametrize("args, words", [
+    (["program=nope"], ["unknown program"]),
+    (["variable=demo_count"], ["no variable 'demo_count'"]),
+    (["program=up_up", "variable=count"], ["no variable 'count'"]),
+    (["k=0"], ["k=0"]),
+    (["k=13"], ["k=13"]),
+    (["k=two"], ["cannot read k"]),
+    (["colour=red"], ["unknown align key"]),
+    (["map=mlp"], ["unknown map"]),
+    (["control=sometimes"], ["unknown control"]),
+    (["site=resid.1"], ["site"]),
+])
+def test_bad_align_requests_are_one_line_errors_and_write_nothing(trained, capsys, args, words):
+    run = trained[0]
+    before = snapshot(run)
+    code, _, err = run_cli(capsys, "align", run, *args, *SMALL, "--quiet")
+    assert_one_line_error(code, err, *words)
+    assert snapshot(run) == before
+
+
+def test_aligning_a_run_that_never_reached_the_criterion_is_refused(trained, capsys):
+    before = snapshot(trained[1])
+    code, _, err = run_cli(capsys, "align", trained[1], *SMALL)
+    assert_one_line_error(code, err, "never reached the accuracy criterion")
+    assert snapshot(trained[1]) == before
+
+
+def test_aligning_a_missing_run_is_refused(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "align", tmp_path / "nothing")
+    assert_one_line_error(code, err, "does not exist")
