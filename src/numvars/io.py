@@ -18,7 +18,8 @@ _UMASK = os.umask(0o022)   # read the process umask (there is no getter) and put
 os.umask(_UMASK)
 
 
-def _atomic(path: Path, write) -> Path:
+def write_atomic(path: Path, write) -> Path:
+    """Call write(tmp_path) and move the result into place: the file is whole or absent."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -34,7 +35,7 @@ def _atomic(path: Path, write) -> Path:
 
 
 def write_text(path, text: str) -> Path:
-    return _atomic(path, lambda tmp: Path(tmp).write_text(text))
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_json(path, obj) -> Path:
@@ -48,17 +49,17 @@ def write_yaml(path, obj) -> Path:
 def write_table(path, df: pd.DataFrame) -> Path:
     """Parquet (or CSV when the name ends in .csv)."""
     if str(path).endswith(".csv"):
-        return _atomic(path, lambda tmp: df.to_csv(tmp, index=False))
-    return _atomic(path, lambda tmp: df.to_parquet(tmp, index=False))
+        return write_atomic(path, lambda tmp: df.to_csv(tmp, index=False))
+    return write_atomic(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    return _atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    return write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def save_torch(path, obj) -> Path:
-    return _atomic(path, lambda tmp: torch.save(obj, tmp))
+    return write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def read_json(path) -> dict:

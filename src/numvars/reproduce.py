@@ -190,9 +190,10 @@ def reproduce(preset: str | Preset = "quick", out=None, device: str = "auto", th
     tables = run_jobs(p, out, dev, threads, progress)
     for name, df in tables.items():
         io.write_table(out / "tables" / f"{name}.csv", df)
-    io.write_json(out / "tables" / "meta.json", {
+    io.write_json(out / "meta.json", {
         "preset": preset, "config": asdict(p), **environment(dev, threads),
         "wall_seconds": round(time.time() - started, 1),
+        "job_seconds": round(float(tables["timings"]["seconds"].sum()), 1) if len(tables["timings"]) else 0.0,
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     analyze(out)

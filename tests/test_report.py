@@ -1,0 +1,283 @@
+"""Analyses and the HTML report, on a small synthetic results directory with real tiny runs.
+
+The raw tables are written by hand with plausible numbers (paper-like IIAs, a dropped seed whose
+rows would spoil every mean, a condition with one seed); PCA and attention maps need real run
+directories, so a GRU, an LSTM and two Transformers (RoPE and NPE) are trained for 2 epochs.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from numvars import analysis, report
+from numvars.errors import NumvarsError
+from numvars.train import train
+
+from conftest import tiny_config
+
+ARCHS, TASKS = ("gru", "lstm", "transformer"), ("multi_object", "single_object", "same_object")
+PAPER = report.PAPER_FIG2
+N_FIGURES = len(analysis.TITLES)
+
+
+def _run(arch, task, seed, d=20, variant="default", ok=True, run_dir=None):
+    name = f"{arch}-{task}-{variant}-d{d}-s{seed}"
+    return {"run_name": name, "run_dir": str(run_dir or f"runs/{name}"), "arch": arch, "task": task,
+            "variant": variant, "d_model": d, "seed": seed, "reached_criterion": ok, "epochs": 50,
+            "seconds": 3.0, "trial_accuracy": 1.0 if ok else 0.4}
+
+
+def _runs(real: dict) -> list[dict]:
+    runs = []
+    for arch in ARCHS:
+        for task in TASKS:
+            seeds = (0,) if (arch, task) == ("transformer", "same_object") else (0, 1)
+            runs += [_run(arch, task, s, run_dir=real.get((arch, task, s))) for s in seeds]
+    runs.append(_run("gru", "multi_object", 2, ok=False))                    # dropped: its rows are all zeros
+    runs.append(_run("transformer", "multi_object", 0, variant="npe", run_dir=real.get("npe")))
+    runs += [_run("gru", "multi_object", s, d=d) for d in (8, 48) for s in (0, 1)]
+    return runs
+
+
+def _iia_rows(r: dict) -> list[dict]:
+    key = {k: r[k] for k in ("run_name", "arch", "task", "variant", "d_model", "seed")}
+    ud, uu, _ = PAPER.get((r["arch"], r["task"]), (0.5, 0.3, 0.5))
+    if r["d_model"] != 20:
+        ud = 0.6 if r["d_model"] == 8 else 0.9
+    jitter = 0.02 if r["seed"] == 0 else -0.02
+    rows = []
+    for control in ("none", "untrained", "random", "identity"):
+        for program, variable, value in (("up_down", "count", ud), ("up_up", "demo_count", uu),
+                                         ("up_up", "resp_count", uu - 0.1)):
+            v = (value + jitter if control == "none" else 0.05) if r["reached_criterion"] else 0.0
+            rows.append({**key, "program": program, "variable": variable, "k": r["d_model"] // 2,
+                         "map": control if control in ("random", "identity") else "orthogonal", "control": control,
+                         "iia": v, "iia_free": v, "token_accuracy": v, "val_iia": v, "seconds": 1.0,
+                         "result_dir": "x"})
+    return rows
+
+
+def _other_rows(r: dict) -> dict[str, list[dict]]:
+    key = {k: r[k] for k in ("run_name", "arch", "task", "variant", "d_model", "seed")}
+    bad = not r["reached_criterion"]
+    swap = 0.5 if (r["arch"], r["task"]) == ("transformer", "same_object") else PAPER.get((r["arch"], r["task"]),
+                                                                                          (0, 0, 0.5))[2]
+    site = "resid.1" if r["arch"] == "transformer" else "state"
+    out = {"fullswap": [{**key, "site": site, "program": "ctx_distributed", "iia": 0.0 if bad else swap},
+                        {**key, "site": site, "program": "up_down", "iia": 1 - swap}],
+           "oor": [{**key, "count": c, "accuracy": 1.0 if c <= 20 else max(0.0, 1 - 0.2 * (c - 20))}
+                   for c in range(1, 31)],
+           "dynamics": [], "gradience": []}
+    if r["task"] == "multi_object" and r["variant"] == "default" and r["d_model"] == 20:
+        epochs = (1, 2, 4, 8, 16) if r["arch"] != "lstm" else (1, 2)          # LSTM: too few for a Pearson r
+        out["dynamics"] = [{**key, "epoch": e, "trial_accuracy": min(1.0, e / 16),
+                            "iia": min(1.0, e / 20 + 0.1 * (e == 2))} for e in epochs]
+    if r["arch"] == "gru" and r["task"] == "multi_object":
+        out["gradience"] = [{**key, "base_value": b, "source_value": s, "abs_diff": abs(b - s),
+                             "correct": int(abs(b - s) <= 2 or (b + s) % 2 == 0)}
+                            for b in range(1, 7) for s in range(1, 7)]
+    return out
+
+
+def write_results(root: Path, real: dict) -> Path:
+    runs = _runs(real)
+    tables = {"runs": runs, "iia": [], "fullswap": [], "oor": [], "dynamics": [], "gradience": []}
+    for r in runs:
+        tables["iia"] += _iia_rows(r)
+        for name, rows in _other_rows(r).items():
+            tables[name] += rows
+    (root / "tables").mkdir(parents=True)
+    for name, rows in tables.items():
+        pd.DataFrame(rows, columns=analysis.RAW[name]).to_csv(root / "tables" / f"{name}.csv", index=False)
+    meta = {"preset": "test <b>&</b>", "config": {"archs": list(ARCHS), "tasks": list(TASKS), "seeds": [0, 1]},
+            "versions": {"numvars": "0.1.0"}, "hardware": {"cpu": "2 cores"}, "wall_seconds": 3723.0,
+            "started": "2025-01-01T00:00:00", "finished": "2025-01-01T01:02:03"}
+    (root / "meta.json").write_text(json.dumps(meta))
+    return root
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """(results dir, analyze() output, report path) — treat as read-only."""
+    runs_dir = tmp_path_factory.mktemp("report_runs")
+    tiny = dict(d_model=8, max_epochs=2, steps_per_epoch=2, eval_per_count=1)
+    real = {("gru", "multi_object", 0): train(tiny_config(runs_dir, **tiny), progress=False).run_dir,
+            ("lstm", "multi_object", 0): train(tiny_config(runs_dir, arch="lstm", **tiny), progress=False).run_dir,
+            ("transformer", "multi_object", 0): train(tiny_config(runs_dir, arch="transformer", **tiny),
+                                                      progress=False).run_dir,
+            "npe": train(tiny_config(runs_dir, arch="transformer", pos="none", **tiny), progress=False).run_dir}
+    root = write_results(tmp_path_factory.mktemp("results"), real)
+    out = analysis.analyze(root)
+    return root, out, report.render(root)
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics on known numbers
+
+
+def test_mean_ci_uses_the_t_distribution():
+    res = analysis.mean_ci([0.9, 0.95, 1.0])
+    half = stats.t.ppf(0.975, 2) * 0.05 / math.sqrt(3)               # sd 0.05, n 3: half-width 0.1242
+    assert res["n"] == 3 and res["mean"] == pytest.approx(0.95)
+    assert res["ci_low"] == pytest.approx(0.95 - half) and res["ci_high"] == pytest.approx(0.95 + half)
+    assert half == pytest.approx(0.12421, abs=1e-5)
+
+
+def test_mean_ci_with_one_seed_has_no_interval():
+    res = analysis.mean_ci([0.7])
+    assert res["mean"] == 0.7 and res["n"] == 1 and math.isnan(res["ci_low"]) and math.isnan(res["ci_high"])
+
+
+def test_pearson_on_known_numbers_and_guards():
+    r, p = analysis.pearson([1, 2, 3, 4], [1, 3, 2, 4])               # r = 4 / 5; p = 0.2 exactly for df = 2
+    assert r == pytest.approx(0.8) and p == pytest.approx(0.2)
+    assert all(math.isnan(v) for v in analysis.pearson([1, 2], [1, 2]))            # fewer than 3 points
+    assert all(math.isnan(v) for v in analysis.pearson([1, 2, 3], [5, 5, 5]))      # constant input
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables and figures
+
+
+def test_analyze_writes_every_table_and_figure(results):
+    root, out, _ = results
+    for name in analysis.OUTPUTS:
+        assert (root / "analysis" / f"{name}.csv").is_file() and (root / "analysis" / f"{name}.parquet").is_file()
+    figs = out["figures"]
+    assert list(figs["status"]) == ["ok"] * N_FIGURES, figs[["name", "reason"]]
+    assert all((root / f).stat().st_size > 5000 for f in figs["file"])
+    captions = json.loads((root / "figures" / "captions.json").read_text())
+    assert set(captions) == set(analysis.TITLES) and all(c.endswith(".") for c in captions.values())
+    assert set(out["pca"]["arch"]) == {"gru", "lstm"}                 # both recurrent runs loaded
+
+
+def test_iia_table_means_cis_controls_and_best_count(results):
+    _, out, _ = results
+    t = out["iia_table"].set_index(["arch", "task", "program", "variable"])
+    gru = t.loc[("gru", "multi_object", "up_down", "count")]
+    half = stats.t.ppf(0.975, 1) * np.std([0.97, 0.93], ddof=1) / math.sqrt(2)
+    assert gru["mean"] == pytest.approx(0.95) and gru["n"] == 2       # the dropped seed's zeros are not in it
+    assert gru["ci_high"] - gru["mean"] == pytest.approx(half)
+    assert gru["untrained_mean"] == pytest.approx(0.05) and gru["random_mean"] == pytest.approx(0.05)
+    assert gru["fullswap_mean"] == pytest.approx(0.08)
+    best = t.loc[("lstm", "single_object", "up_up", "best_count")]
+    assert best["mean"] == pytest.approx(PAPER[("lstm", "single_object")][1])    # max(demo, resp) per seed
+    lone = t.loc[("transformer", "same_object", "up_down", "count")]
+    assert lone["n"] == 1 and math.isnan(lone["ci_low"])
+
+
+def test_headline_and_other_tables(results):
+    _, out, _ = results
+    h = out["headline"].set_index(["arch", "task", "measure"])
+    assert len(h) == 27 and h.loc[("transformer", "multi_object", "full_swap"), "mean"] == pytest.approx(0.97)
+    sweep = out["size_sweep"].set_index("d_model")
+    assert list(sweep.index) == [8, 20, 48] and sweep.loc[8, "mean"] == pytest.approx(0.6)
+    dyn = out["dynamics_runs"].set_index("run_name")
+    g = dyn.loc["gru-multi_object-default-d20-s0"]
+    e = np.array([1, 2, 4, 8, 16])
+    assert g["r"] == pytest.approx(stats.pearsonr(np.minimum(1, e / 16), e / 20 + 0.1 * (e == 2))[0])
+    assert math.isnan(dyn.loc["lstm-multi_object-default-d20-s0", "r"])           # two checkpoints only
+    assert "all" in set(out["dynamics_pooled"]["scope"])
+    grid = out["gradience_grid"]
+    assert len(grid) == 36 and grid["iia"].between(0, 1).all()
+    oor = out["oor"]
+    assert oor[(oor["count"] == 30)]["mean"].eq(0).all() and oor[(oor["count"] == 5)]["mean"].eq(1).all()
+
+
+def test_dropped_seed_is_listed_and_excluded_everywhere(results):
+    _, out, _ = results
+    name = "gru-multi_object-default-d20-s2"
+    assert list(out["dropped"]["run_name"]) == [name]
+    assert name not in set(out["runs"]["run_name"]) and name not in set(out["dynamics_runs"]["run_name"])
+
+
+def test_empty_inputs_skip_their_figures(results, tmp_path):
+    root = tmp_path / "res"
+    shutil.copytree(results[0], root)
+    for name in ("dynamics", "gradience"):                            # a header and no rows
+        pd.DataFrame(columns=analysis.RAW[name]).to_csv(root / "tables" / f"{name}.csv", index=False)
+    (root / "tables" / "oor.csv").write_text("")                       # not even a header
+    figs = analysis.analyze(root)["figures"].set_index("name")
+    assert figs.loc["dynamics", "status"] == "skipped" and "no training-dynamics rows" in figs.loc["dynamics", "reason"]
+    assert set(figs.index[figs["status"] == "skipped"]) == {"dynamics", "gradience_heatmap", "gradience_diff", "oor"}
+    assert not (root / "figures" / "dynamics.png").exists()               # no stale figure from the first analysis
+    page = report.render(root).read_text()
+    assert "Figure skipped: no training-dynamics rows" in page and page.count("<img") == N_FIGURES - 4
+
+
+def test_bad_results_directories_name_the_fix(tmp_path):
+    with pytest.raises(NumvarsError, match="does not exist; run `numvars reproduce`"):
+        analysis.analyze(tmp_path / "nowhere")
+    (tmp_path / "tables").mkdir()
+    with pytest.raises(NumvarsError, match="runs.csv is missing; rerun `numvars reproduce`"):
+        report.render(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+
+
+def test_report_is_self_contained_and_compares_with_the_paper(results):
+    _, _, path = results
+    page = path.read_text()
+    srcs = re.findall(r"<img[^>]*\ssrc='([^']*)'", page)
+    assert len(srcs) == page.count("<img") == N_FIGURES
+    assert all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert not re.search(r"(src|href)=['\"](https?:)?//", page) and "<link" not in page
+    assert "Figure 2" in page and "✓ match" in page and "✗ mismatch" in page and "0.97" in page
+    assert "n/a" in page                                                 # the one-seed condition
+    assert "test &lt;b&gt;&amp;&lt;/b&gt;" in page and "<b>&</b>" not in page   # escaped meta
+    assert "1 h 2 min 3 s" in page
+
+
+def test_paper_comparison_verdicts(results):
+    _, out, _ = results
+    cmp = report.paper_comparison(out["headline"]).set_index(["arch", "task", "measure"])["verdict"]
+    assert cmp[("gru", "multi_object", "up_down_count")] == "match"
+    assert cmp[("transformer", "same_object", "full_swap")] == "mismatch"          # ours 0.5, paper 0.97
+    empty = report.paper_comparison(out["headline"].iloc[:0])
+    assert set(empty["verdict"]) == {"missing"}
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("chromium is not installed and we are not root to apt-get install it")
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, capture_output=True, timeout=1200,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    except (subprocess.SubprocessError, OSError) as e:
+        pytest.skip(f"chromium is missing and `apt-get install chromium` failed ({type(e).__name__})")
+    return shutil.which("chromium") or pytest.skip("apt-get installed chromium but it is not on PATH")
+
+
+def test_report_loads_every_figure_in_headless_chromium(results, tmp_path):
+    chromium = _chromium()
+    _, out, path = results
+    base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run([*base, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    loaded = re.search(r'data-figures-loaded="(\d+)/(\d+)"', dom)
+    assert loaded, dom[:500]
+    n, m = int(loaded.group(1)), int(loaded.group(2))
+    assert n == m >= (out["figures"]["status"] == "ok").sum() == N_FIGURES
+    shot = tmp_path / "report.png"
+    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1280,2400", path.as_uri()], capture_output=True,
+                   timeout=120)
+    from matplotlib.image import imread
+    pixels = imread(shot)
+    assert pixels.shape[:2] == (2400, 1280) and pixels[..., :3].std() > 0.05     # not a blank page
