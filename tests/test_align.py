@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from handbuilt import LineCounter, ShiftCounter
-from numvars import align, models, programs
+from numvars import align, models
 from numvars.align.maps import block_masks, interchange, make_map
 from numvars.align.pairs import cache_pairs, make_pairset
-from numvars.align.sites import RecurrentSite, ResidualSite, get_site
+from numvars.align.sites import RecurrentSite, get_site
 from numvars.errors import NumvarsError
 from numvars.models import ModelConfig
 from numvars.tasks import get_task

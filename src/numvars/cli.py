@@ -64,14 +64,9 @@ ALIGN_KEYS = {"program": str, "variable": str, "k": int, "map": str, "control": 
 
 
 def _align_options(overrides: dict[str, str]) -> dict:
-    opts = {"program": "up_down", "variable": "count"}
-    for key, raw in overrides.items():
-        if key not in ALIGN_KEYS:
-            raise NumvarsError(f"unknown align key {key!r}; known keys: {', '.join(ALIGN_KEYS)}")
-        try:
-            opts[key] = ALIGN_KEYS[key](raw)
-        except ValueError:
-            raise NumvarsError(f"cannot read {key}={raw!r} as {ALIGN_KEYS[key].__name__}") from None
+    from .config import parse_typed
+
+    opts = {"program": "up_down", "variable": "count", **parse_typed(overrides, ALIGN_KEYS, "align")}
     if opts.get("control") in ("", "none"):
         opts.pop("control")
     return opts

@@ -133,6 +133,19 @@ def from_mapping(values: dict, base: RunConfig | None = None) -> RunConfig:
     return RunConfig(**current)
 
 
+def parse_typed(values: dict, schema: dict[str, type], what: str) -> dict:
+    """Check keys against a {key: type} schema and convert string values; one-line errors."""
+    out = {}
+    for key, raw in values.items():
+        if key not in schema:
+            raise NumvarsError(f"unknown {what} key {key!r}; known keys: {', '.join(schema)}")
+        try:
+            out[key] = schema[key](raw)
+        except ValueError:
+            raise NumvarsError(f"cannot read {key}={raw!r} as {schema[key].__name__}") from None
+    return out
+
+
 def parse_overrides(args: list[str]) -> dict[str, str]:
     """['a=1', 'b=x'] → {'a': '1', 'b': 'x'}, with a clear error for anything else."""
     out = {}

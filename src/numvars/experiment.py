@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import io, models
 from .align import das, full_swap
-from .config import RunConfig
+from .config import RunConfig, parse_typed
 from .errors import NumvarsError
 
 
@@ -53,14 +53,8 @@ FULLSWAP_KEYS = {"site": str, "n": int, "seed": int}
 
 
 def full_swap_run(run_dir, **raw) -> tuple[dict, Path, bool]:
-    opts = {}
-    for key, value in raw.items():
-        if key not in FULLSWAP_KEYS:
-            raise NumvarsError(f"unknown fullswap key {key!r}; known keys: {', '.join(FULLSWAP_KEYS)}")
-        try:
-            opts[key] = FULLSWAP_KEYS[key](value)
-        except ValueError:
-            raise NumvarsError(f"cannot read {key}={value!r} as {FULLSWAP_KEYS[key].__name__}") from None
+    """The full-state swap on a trained run; options (site, n, seed) may be strings from the CLI."""
+    opts = parse_typed(raw, FULLSWAP_KEYS, "fullswap")
     model, task, _, _ = load_run(run_dir)
     out = Path(run_dir) / "align" / _job_name("fullswap", opts)
     if (out / "result.json").is_file():

@@ -154,7 +154,7 @@ def run_jobs(preset: Preset, out: Path, device: str = "cpu", threads: int = 1, p
                                         for b, v, a, c in pairs[["base_value", "source_value", "abs_diff",
                                                                  "correct"]].itertuples(index=False)]
         if is_main:
-            fs, _, _ = full_swap_run(result.run_dir, n=str(preset.fullswap_n), seed=str(spec.seed))
+            fs, _, _ = full_swap_run(result.run_dir, n=preset.fullswap_n, seed=spec.seed)
             tables["fullswap"] += [{**labels, "site": fs["site"], "program": p, "iia": v}
                                    for p, v in fs["iia_by_program"].items()]
         if (spec.arch, spec.task) in preset.dynamics and spec.variant == "default" and \

@@ -42,27 +42,8 @@ class OrthogonalMap(nn.Module):
         return y @ self.matrix.T
 
 
-class LinearMap(nn.Module):
-    """A learnable general invertible linear map W (initialised orthogonal); inverse via a solve."""
-
-    def __init__(self, d: int, generator: torch.Generator):
-        super().__init__()
-        self.weight = nn.Parameter(random_orthogonal(d, generator))
-
-    @property
-    def matrix(self) -> Tensor:
-        return self.weight
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x @ self.weight
-
-    def inverse(self, y: Tensor) -> Tensor:
-        # y = x W  ⇔  Wᵀ xᵀ = yᵀ
-        return torch.linalg.solve(self.weight.T, y.T).T
-
-
 class FixedMap(nn.Module):
-    """A fixed matrix (the identity, or a random rotation): the untrained controls."""
+    """A fixed orthogonal matrix (the identity, or a random rotation): the untrained controls."""
 
     def __init__(self, matrix: Tensor):
         super().__init__()
@@ -77,6 +58,18 @@ class FixedMap(nn.Module):
 
     def inverse(self, y: Tensor) -> Tensor:
         return y @ self.weight.T
+
+
+class LinearMap(FixedMap):
+    """A learnable general invertible linear map W (initialised orthogonal); inverse via a solve."""
+
+    def __init__(self, d: int, generator: torch.Generator):
+        nn.Module.__init__(self)
+        self.weight = nn.Parameter(random_orthogonal(d, generator))
+
+    def inverse(self, y: Tensor) -> Tensor:
+        # y = x W  ⇔  Wᵀ xᵀ = yᵀ
+        return torch.linalg.solve(self.weight.T, y.T).T
 
 
 def make_map(kind: str, d: int, seed: int) -> nn.Module:

@@ -1,0 +1,304 @@
+"""Figures of the analyses (SPEC §6): each `fig_*` returns (figure, one-sentence caption) or
+raises `Skip` when its inputs are empty. Labelled axes with units, a title (TITLES) and a caption
+for every figure; matplotlib through `Figure` objects only (no global backend).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from .analysis import (ARCHS, COLORS, IIA_LABEL, TASKS, TRAIN_MAX_COUNT, Skip, _default_alignment, _where,
+                       pearson)
+from .errors import NumvarsError
+
+# ---------------------------------------------------------------------------------------------
+# Figures: each returns (figure, caption) or raises Skip
+
+
+TITLES = {
+    "iia": "Interchange-intervention accuracy by architecture and task",
+    "size_sweep": "Up-Down count IIA vs hidden size (GRU, Multi-Object)",
+    "dynamics": "Trial accuracy and Up-Down count IIA during training",
+    "gradience_heatmap": "Up-Down count IIA by base and source count (GRU, Multi-Object)",
+    "gradience_diff": "Up-Down count IIA vs count difference, per hidden size (GRU, Multi-Object)",
+    "oor": "Trial accuracy inside and beyond the training range",
+    "pca": "Hidden-state trajectories in the first two principal components",
+    "attention": "Transformer attention maps for one sequence",
+}
+
+
+def _figure(nrows: int = 1, ncols: int = 1, width: float = 6.0, height: float = 3.8):
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def _label(program: str, variable: str) -> str:
+    return {("up_down", "count"): "Up-Down count", ("up_up", "best_count"): "Up-Up best count"}.get(
+        (program, variable), f"{program} {variable}")
+
+
+def fig_iia(table: pd.DataFrame, d_model: int):
+    t = _default_alignment(table.assign(d_model=d_model))
+    if t.empty:
+        raise Skip(f"no IIA rows at d_model={d_model}, variant default, control none")
+    series = sorted({(p, v) for p, v in zip(t["program"], t["variable"])},
+                    key=lambda pv: (pv != ("up_down", "count"), pv != ("up_up", "best_count"), pv))
+    archs = [a for a in (*ARCHS, *sorted(set(t["arch"]) - set(ARCHS))) if a in set(t["arch"])]
+    tasks = [x for x in (*TASKS, *sorted(set(t["task"]) - set(TASKS))) if x in set(t["task"])]
+    n_bars = len(series) + 1
+    fig, axes = _figure(1, len(archs), width=max(3.5, 0.22 * n_bars * len(tasks) + 1.4))
+    colors = [f"C{i}" for i in range(n_bars)]
+    for ax, arch in zip(axes[0], archs):
+        rows = t[t["arch"] == arch]
+        for i, (program, variable) in enumerate(series):
+            r = rows[(rows["program"] == program) & (rows["variable"] == variable)].set_index("task").reindex(tasks)
+            _bars(ax, i, n_bars, r["mean"], r["ci_low"], r["ci_high"], colors[i], _label(program, variable),
+                  r.get("untrained_mean"))
+        swap = rows.drop_duplicates("task").set_index("task").reindex(tasks)
+        _bars(ax, len(series), n_bars, swap["fullswap_mean"], swap["fullswap_ci_low"], swap["fullswap_ci_high"],
+              "0.45", "full swap (Context-Distributed)", None)
+        ax.set_xticks(range(len(tasks)), [x.replace("_object", "") for x in tasks])
+        ax.set_ylim(0, 1.05)
+        ax.set_title(arch)
+        ax.set_xlabel("task")
+        ax.set_ylabel(IIA_LABEL)
+    legend = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(legend.values(), legend.keys(), loc="outside lower center", ncols=min(4, len(legend)), fontsize=8)
+    return fig, (f"Mean test-set IIA over seeds at hidden size {d_model} (orthogonal DAS, k = d/2) with 95% "
+                 "t-intervals; black ticks mark the same DAS on an untrained model, grey bars the full-state swap "
+                 "that the Context-Distributed program predicts to leave the continuation unchanged.")
+
+
+def _bars(ax, i, n, mean, low, high, color, label, control):
+    width = 0.8 / n
+    x = np.arange(len(mean)) - 0.4 + width * (i + 0.5)
+    mean, low, high = (np.asarray(v, dtype=float) for v in (mean, low, high))
+    err = np.vstack([mean - low, high - mean])
+    ax.bar(x, np.nan_to_num(mean), width, color=color, label=label,
+           yerr=np.where(np.isfinite(err), err, 0), capsize=2, error_kw={"lw": 0.8})
+    if control is not None and np.isfinite(np.asarray(control, dtype=float)).any():
+        ax.scatter(x, np.asarray(control, dtype=float), marker="_", s=120, color="k", zorder=3,
+                   label="untrained-model control")
+
+
+def fig_size_sweep(table: pd.DataFrame, points: pd.DataFrame):
+    if table.empty:
+        raise Skip("no Up-Down count IIA rows for GRU Multi-Object (control none)")
+    fig, axes = _figure()
+    ax = axes[0][0]
+    ax.scatter(points["d_model"], points["iia"], s=14, color="0.6", label="one seed", zorder=2)
+    err = np.vstack([table["mean"] - table["ci_low"], table["ci_high"] - table["mean"]]).astype(float)
+    ax.errorbar(table["d_model"], table["mean"], yerr=np.where(np.isfinite(err), err, 0), marker="o",
+                capsize=3, color=COLORS["gru"], label="mean ± 95% CI", zorder=3)
+    for control, style in (("untrained", "--"), ("random", ":")):
+        col = f"{control}_mean"
+        if col in table and table[col].notna().any():
+            ax.plot(table["d_model"], table[col], style, color="k", lw=1, label=f"{control} control")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(table["d_model"].astype(int).tolist(), [str(int(d)) for d in table["d_model"]])
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("hidden size d (units, log scale)")
+    ax.set_ylabel(IIA_LABEL)
+    ax.legend(fontsize=8)
+    return fig, ("Up-Down count IIA of GRUs on Multi-Object against hidden size: mean over seeds with 95% "
+                 "t-intervals, one grey dot per seed, controls as black lines.")
+
+
+def fig_dynamics(dyn: pd.DataFrame):
+    dyn = dyn[dyn["epoch"] > 0]
+    if dyn.empty:
+        raise Skip("no training-dynamics rows (no checkpoints were aligned)")
+    fig, axes = _figure(1, 3, width=4.4)
+    seen = set()
+    for run, g in dyn.sort_values("epoch").groupby("run_name"):
+        arch = g["arch"].iloc[0]
+        label = None if arch in seen else arch
+        seen.add(arch)
+        color = COLORS.get(arch, "0.3")
+        axes[0][0].plot(g["epoch"], g["trial_accuracy"], marker=".", color=color, alpha=0.7, label=label)
+        axes[0][1].plot(g["epoch"], g["iia"], marker=".", color=color, alpha=0.7)
+        axes[0][2].scatter(g["trial_accuracy"], g["iia"], s=10, color=color, alpha=0.7)
+    for ax, ylabel in zip(axes[0][:2], ("trial accuracy (fraction of trials)", IIA_LABEL)):
+        ax.set_xscale("log")
+        ax.set_xlabel("epoch (log scale)")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(-0.02, 1.02)
+    axes[0][2].set_xlabel("trial accuracy (fraction of trials)")
+    axes[0][2].set_ylabel(IIA_LABEL)
+    axes[0][0].legend(fontsize=8)
+    r, _ = pearson(dyn["trial_accuracy"], dyn["iia"])
+    axes[0][2].set_title(f"pooled Pearson r = {r:.2f}" if np.isfinite(r) else "pooled Pearson r = n/a")
+    return fig, ("Trial accuracy and Up-Down count IIA at each saved checkpoint, one line per run (log epoch axis), "
+                 "and their pooled correlation.")
+
+
+def fig_gradience_heatmap(grid: pd.DataFrame, d_model: int):
+    if grid.empty:
+        raise Skip(f"no gradience pairs for GRU Multi-Object at d_model={d_model}")
+    pivot = grid.pivot(index="base_value", columns="source_value", values="iia")
+    fig, axes = _figure(width=6.0, height=4.8)
+    ax = axes[0][0]
+    image = ax.imshow(pivot.to_numpy(dtype=float), origin="lower", vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(pivot.columns)), [str(int(v)) for v in pivot.columns], fontsize=7)
+    ax.set_yticks(range(len(pivot.index)), [str(int(v)) for v in pivot.index], fontsize=7)
+    ax.set_xlabel("source count value (tokens)")
+    ax.set_ylabel("base count value (tokens)")
+    fig.colorbar(image, ax=ax, label=IIA_LABEL)
+    return fig, (f"Fraction of test pairs intervened correctly, by the base's and the source's count at the "
+                 f"swapped positions (GRU, Multi-Object, d = {d_model}, all seeds pooled; blank: no pairs).")
+
+
+def fig_gradience_diff(diff: pd.DataFrame):
+    if diff.empty:
+        raise Skip("no gradience pairs for GRU Multi-Object")
+    fig, axes = _figure()
+    ax = axes[0][0]
+    for i, (d, g) in enumerate(diff.groupby("d_model")):
+        ax.plot(g["abs_diff"], g["iia"], marker="o", ms=3, color=f"C{i}", label=f"d = {int(d)}")
+    ax.set_xlabel("|base − source| count difference (tokens)")
+    ax.set_ylabel(IIA_LABEL)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8, title="hidden size")
+    return fig, ("Up-Down count IIA of GRUs on Multi-Object against the distance between the swapped counts, "
+                 "one line per hidden size.")
+
+
+def fig_oor(table: pd.DataFrame, d_model: int):
+    if table.empty:
+        raise Skip(f"no out-of-range accuracy rows at d_model={d_model}, variant default")
+    tasks = [x for x in (*TASKS, *sorted(set(table["task"]) - set(TASKS))) if x in set(table["task"])]
+    fig, axes = _figure(1, len(tasks), width=4.6)
+    for ax, task in zip(axes[0], tasks):
+        for arch, g in table[table["task"] == task].groupby("arch"):
+            ax.plot(g["count"], g["mean"], marker=".", color=COLORS.get(arch, "0.3"), label=arch)
+            ax.fill_between(g["count"], g["ci_low"], g["ci_high"], color=COLORS.get(arch, "0.3"), alpha=0.15)
+        ax.axvline(TRAIN_MAX_COUNT, color="k", ls="--", lw=1, label=f"training range ends ({TRAIN_MAX_COUNT})")
+        ax.set_title(task)
+        ax.set_xlabel("count (tokens)")
+        ax.set_ylabel("trial accuracy (fraction of trials)")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0][0].legend(fontsize=8)
+    return fig, (f"Trial accuracy for target counts 1–30 (d = {d_model}, mean over seeds with 95% band); counts "
+                 f"right of the dashed line lie beyond the training range 1–{TRAIN_MAX_COUNT}.")
+
+
+def _run_dir(root: Path, run_dir) -> Path | None:
+    """A run directory as recorded (absolute, or relative to the working directory or the results)."""
+    for path in (Path(str(run_dir)), root / str(run_dir), root.parent / str(run_dir)):
+        if (path / "config.yaml").is_file():
+            return path
+    return None
+
+
+def _pick_runs(runs: pd.DataFrame, arch: str, variants, d_model: int) -> list[tuple[str, pd.Series]]:
+    """(variant, run row) for each variant present: Multi-Object first, the closest d, the lowest seed."""
+    picked = []
+    for variant in variants:
+        rows = _where(runs, arch=arch, variant=variant)
+        if rows.empty:
+            continue
+        rank = rows.assign(_task=rows["task"] != "multi_object", _gap=(rows["d_model"] - d_model).abs())
+        picked.append((variant, rank.sort_values(["_task", "_gap", "seed"]).iloc[0]))
+    return picked
+
+
+def _load(root: Path, row: pd.Series):
+    from .experiment import load_run          # deferred: it imports the alignment machinery
+    path = _run_dir(root, row["run_dir"])
+    if path is None:
+        return None
+    try:
+        model, task, _, _ = load_run(path, require_trained=False)
+    except NumvarsError:
+        return None
+    return model.cpu(), task
+
+
+def pca_states(model, task, n: int = 200, seed: int = 0) -> dict:
+    """Hidden states at non-PAD positions of n sequences (counts 1..20), projected on their top PCs."""
+    from .programs import get_program, trace
+    from .tasks import PAD
+    batch = task.sample(n, seed=seed, counts=range(1, TRAIN_MAX_COUNT + 1))
+    with torch.no_grad():
+        states = model.states(batch.tokens)                      # (B, L, d)
+    keep = batch.roles != PAD
+    x = states[keep].double().numpy()
+    x = x - x.mean(0)
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    program = trace(get_program("up_down"), batch.roles)
+    return {"pcs": x @ vt[:2].T, "explained": s ** 2 / (s ** 2).sum(), "d_model": int(states.shape[-1]),
+            "count": program["count"][keep].numpy(), "phase": program["phase"][keep].numpy()}
+
+
+def fig_pca(root: Path, runs: pd.DataFrame, d_model: int, table: list):
+    found = []
+    for arch in ("gru", "lstm"):
+        for _, row in _pick_runs(runs, arch, ("default",), d_model)[:1]:
+            loaded = _load(root, row)
+            if loaded is not None and callable(getattr(loaded[0], "states", None)):
+                found.append((row, pca_states(*loaded)))
+    if not found:
+        raise Skip("no loadable GRU or LSTM run directory (variant default) to read hidden states from")
+    fig, axes = _figure(len(found), 2, width=4.6, height=3.8)
+    for (row, res), (ax_count, ax_phase) in zip(found, axes):
+        ev, d = res["explained"], res["d_model"]
+        table.extend({"run_name": row["run_name"], "arch": row["arch"], "task": row["task"], "d_model": d,
+                      "pc": i + 1, "explained_variance": float(v)} for i, v in enumerate(ev[:5]))
+        pc1, pc2 = res["pcs"][:, 0], res["pcs"][:, 1] if res["pcs"].shape[1] > 1 else np.zeros(len(res["pcs"]))
+        points = ax_count.scatter(pc1, pc2, c=res["count"], cmap="viridis", s=6)
+        fig.colorbar(points, ax=ax_count, label="Up-Down count (tokens)")
+        for phase, name, color in ((0, "demo", "C0"), (1, "response", "C1")):
+            on = res["phase"] == phase
+            ax_phase.scatter(pc1[on], pc2[on], s=6, color=color, label=name, alpha=0.6)
+        ax_phase.legend(fontsize=8, title="phase", markerscale=2)
+        for ax, what in ((ax_count, "count"), (ax_phase, "phase")):
+            ax.set_xlabel(f"PC1 ({100 * ev[0]:.0f}% of variance)")
+            ax.set_ylabel(f"PC2 ({100 * ev[1]:.0f}% of variance)" if len(ev) > 1 else "PC2")
+            ax.set_title(f"{row['arch']} {row['task']} d={d}, by {what}", fontsize=9)
+    return fig, ("Recurrent states after every token of 200 sequences with counts 1–20, projected on their first "
+                 "two principal components and coloured by the Up-Down program's count (left) and phase (right).")
+
+
+def fig_attention(root: Path, runs: pd.DataFrame, d_model: int):
+    maps = []
+    for variant, row in _pick_runs(runs, "transformer", ("default", "npe"), d_model):
+        loaded = _load(root, row)
+        if loaded is not None and callable(getattr(loaded[0], "attention_weights", None)):
+            model, task = loaded
+            batch = task.sample(1, seed=0, counts=[5])
+            length = int(batch.lengths[0])
+            weights = model.attention_weights(batch.tokens[:, :length])[:, 0]      # (n_layers, H, L, L)
+            names = {i: name for name, i in task.vocab.items()}
+            maps.append((variant, row, weights.numpy(), [names[int(t)] for t in batch.tokens[0, :length]]))
+    if not maps:
+        raise Skip("no loadable Transformer run directory to read attention weights from")
+    n_layers = max(w.shape[0] for _, _, w, _ in maps)
+    panels = [(variant, row, weights, labels, head) for variant, row, weights, labels in maps
+              for head in range(weights.shape[1])]
+    fig, axes = _figure(n_layers, len(panels), width=4.0, height=3.9)
+    for col, (variant, row, weights, labels, head) in enumerate(panels):
+        for layer in range(n_layers):
+            ax = axes[layer][col]
+            if layer >= weights.shape[0]:
+                ax.axis("off")
+                continue
+            image = ax.imshow(weights[layer, head], vmin=0, vmax=1, cmap="magma")
+            ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+            ax.set_yticks(range(len(labels)), labels, fontsize=7)
+            ax.set_xlabel("key token (attended to)")
+            ax.set_ylabel("query token (attending)")
+            ax.set_title(f"{variant} ({row['task']}): layer {layer + 1}, head {head + 1}", fontsize=9)
+    fig.colorbar(image, ax=axes, label="attention weight", shrink=0.6)
+    return fig, ("Causal attention weights of each layer and head for one Multi-Object sequence with count 5 "
+                 "(rows: query tokens, columns: key tokens), for the RoPE transformer and, where it ran, the one "
+                 "without positional encoding (npe).")
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+
+

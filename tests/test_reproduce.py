@@ -1,0 +1,107 @@
+"""`numvars reproduce` (SPEC §6–7): the grid, idempotent jobs, and a kill that costs nothing."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from numvars import cli
+from numvars.reproduce import PRESETS, grid, reproduce
+
+from tiny_preset import TINY_PRESET
+
+TESTS = Path(__file__).parent
+SCRIPT = ("import sys; sys.path.insert(0, {tests!r}); from tiny_preset import TINY_PRESET; "
+          "from numvars.reproduce import reproduce; reproduce(TINY_PRESET, out={out!r}, progress=False)")
+
+
+def launch(out: Path) -> subprocess.Popen:
+    code = SCRIPT.format(tests=str(TESTS), out=str(out))
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def tables(out: Path) -> dict[str, pd.DataFrame]:
+    return {p.name: pd.read_csv(p) for p in sorted((out / "analysis").glob("*.csv"))}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce") / "whole"
+    report = reproduce(TINY_PRESET, out=out, progress=False)
+    return out, report
+
+
+def test_the_grid_lists_each_run_once_and_the_paper_preset_is_full():
+    specs = grid(TINY_PRESET)
+    assert len(specs) == len(set(specs)) == 2 * 2 + 2           # archs × seeds, + the size sweep's two GRUs
+    paper = grid(PRESETS["paper"])
+    assert {s.seed for s in paper} == set(range(6))
+    assert {s.d_model for s in paper if s.arch == "gru" and s.task == "multi_object"} == {8, 16, 20, 32, 48, 96}
+    assert {s.variant for s in paper} == {"default", "npe", "void"}
+
+
+def test_reproduce_writes_tables_figures_and_a_report(uninterrupted):
+    out, report = uninterrupted
+    assert report == out / "report.html" and report.is_file()
+    for name in ("runs", "iia", "fullswap", "oor", "dynamics", "gradience", "timings"):
+        assert (out / "tables" / f"{name}.csv").is_file()
+    iia = pd.read_csv(out / "tables" / "iia.csv")
+    assert set(iia["control"]) == {"none", "untrained", "random", "identity"}
+    assert {"up_down", "up_up"} <= set(iia["program"])
+    assert len(list((out / "figures").glob("*.png"))) >= 6
+    assert "Figure 2" in report.read_text() or "paper" in report.read_text()
+
+
+def test_a_rerun_reuses_every_job(uninterrupted):
+    out, _ = uninterrupted
+    before = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()}
+    reproduce(TINY_PRESET, out=out, progress=False)
+    after = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()}
+    assert before == after                                   # nothing trained, aligned or evaluated again
+
+
+def test_a_killed_reproduction_resumes_and_ends_with_identical_tables(uninterrupted, tmp_path):
+    whole, _ = uninterrupted
+    out = tmp_path / "killed"
+    proc = launch(out)
+    deadline = time.time() + 120
+    while len(list((out / "runs").glob("*/summary.json"))) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)                      # half-way: some runs finished, others not
+    proc.wait()
+    finished = len(list((out / "runs").glob("*/summary.json")))
+    assert 2 <= finished < len(grid(TINY_PRESET)), "kill the job half-way, not before or after"
+    assert not (out / "report.html").exists()
+    reproduce(TINY_PRESET, out=out, progress=False)
+    mine, reference = tables(out), tables(whole)
+    assert mine.keys() == reference.keys()
+    for name in reference:
+        if name == "figures.csv" or name == "runs.csv":
+            continue                                          # these hold paths of the results directory
+        pd.testing.assert_frame_equal(mine[name], reference[name], obj=name)
+    runs = pd.read_csv(out / "analysis" / "runs.csv").drop(columns=["run_dir"])
+    pd.testing.assert_frame_equal(runs, pd.read_csv(whole / "analysis" / "runs.csv").drop(columns=["run_dir"]))
+
+
+def test_unknown_preset_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit) as e:                     # argparse rejects it before anything runs
+        cli.main(["reproduce", "--preset", "huge"])
+    assert e.value.code == 2
+
+
+def test_analyze_and_report_commands(uninterrupted, capsys):
+    out, _ = uninterrupted
+    assert cli.main(["analyze", str(out)]) == 0
+    assert cli.main(["report", str(out)]) == 0
+    assert str(out / "report.html") in capsys.readouterr().out
+
+
+def test_analyze_a_missing_results_directory_is_a_one_line_error(tmp_path, capsys):
+    assert cli.main(["analyze", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist" in err[0]
