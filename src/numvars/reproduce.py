@@ -50,7 +50,7 @@ class Preset:
 
 PRESETS = {
     "quick": Preset(
-        name="quick", seeds=(0, 1), sizes=(8, 16, 20, 32), size_seeds=(0,),
+        name="quick", seeds=(0, 1), sizes=(16, 20, 32, 48), size_seeds=(0,),
         train={"max_epochs": 600},
         das={"n_train": 3000, "n_val": 500, "n_test": 500, "max_epochs": 20, "patience": 5},
         dynamics_das={"n_train": 2000, "n_val": 300, "n_test": 500, "max_epochs": 10, "patience": 3},
