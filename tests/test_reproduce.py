@@ -38,7 +38,7 @@ def uninterrupted(tmp_path_factory):
 
 def test_the_grid_lists_each_run_once_and_the_paper_preset_is_full():
     specs = grid(TINY_PRESET)
-    assert len(specs) == len(set(specs)) == 2 * 2 + 2           # archs × seeds, + the size sweep's two GRUs
+    assert len(specs) == len(set(specs)) == 2 * 2 + 2 + 2       # archs × seeds, the size sweep's GRUs, NPE × seeds
     paper = grid(PRESETS["paper"])
     assert {s.seed for s in paper} == set(range(6))
     assert {s.d_model for s in paper if s.arch == "gru" and s.task == "multi_object"} == {8, 16, 20, 32, 48, 96}
@@ -54,6 +54,9 @@ def test_reproduce_writes_tables_figures_and_a_report(uninterrupted):
     assert set(iia["control"]) == {"none", "untrained", "random", "identity"}
     assert {"up_down", "up_up"} <= set(iia["program"])
     assert len(list((out / "figures").glob("*.png"))) >= 6
+    variants = pd.read_csv(out / "analysis" / "variants.csv")
+    assert set(variants["variant"]) == {"default", "npe"} and set(variants["arch"]) == {"transformer"}
+    assert "id='variants'" in report.read_text()
     assert "Figure 2" in report.read_text() or "paper" in report.read_text()
 
 

@@ -4,6 +4,7 @@ from numvars.reproduce import Preset
 TINY_PRESET = Preset(
     name="tiny", seeds=(0, 1), archs=("gru", "transformer"), tasks=("single_object",), d_model=12,
     sizes=(8, 12), size_seeds=(0,), control_seeds=(0,), dynamics=(("gru", "single_object"),),
+    variants=(("npe", "transformer", "single_object", (("pos", "none"),)),),
     train={"max_count": 5, "holdouts": "", "max_epochs": 150},
     das={"n_train": 300, "n_val": 100, "n_test": 100, "max_epochs": 3, "patience": 2},
     dynamics_das={"n_train": 200, "n_val": 50, "n_test": 50, "max_epochs": 2, "patience": 1},

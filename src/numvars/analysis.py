@@ -185,6 +185,18 @@ def fullswap_table(fullswap: pd.DataFrame, d_model: int = 20) -> pd.DataFrame:
     return _order(table.assign(is_default_site=(default | lone).astype(bool)))
 
 
+def variants_table(iia: pd.DataFrame, fullswap: pd.DataFrame, d_model: int = 20) -> pd.DataFrame:
+    """Up-Down count IIA and the Context-Distributed full swap per task/model variant (default, npe,
+    void, ...) at d_model, for every (arch, task) that has a non-default variant."""
+    sel = _default_alignment(_where(iia, d_model=d_model, program="up_down", variable="count", control="none"))
+    swap = _where(fullswap, d_model=d_model, program="ctx_distributed")
+    keys = ["arch", "task", "variant"]
+    table = summarize(sel, keys).merge(
+        summarize(swap, keys).rename(columns={s: f"fullswap_{s}" for s in STATS}), on=keys, how="outer")
+    varied = table.loc[table["variant"] != "default", ["arch", "task"]].drop_duplicates()
+    return _order(table.merge(varied, on=["arch", "task"]))
+
+
 def headline(iia_tab: pd.DataFrame, swap_tab: pd.DataFrame, d_model: int = 20) -> pd.DataFrame:
     """The paper's Figure 2 measures, long format: arch, task, measure, mean, ci_low, ci_high, n."""
     t = _default_alignment(iia_tab.assign(d_model=d_model))
@@ -246,7 +258,7 @@ def dropped_table(runs: pd.DataFrame) -> pd.DataFrame:
     return _order(runs.loc[~runs["reached_criterion"], cols])
 
 
-OUTPUTS = ("runs", "dropped", "iia_table", "fullswap", "headline", "size_sweep", "size_points", "dynamics_runs",
+OUTPUTS = ("runs", "dropped", "iia_table", "fullswap", "headline", "variants", "size_sweep", "size_points", "dynamics_runs",
            "dynamics_pooled", "gradience_grid", "gradience_diff", "oor", "pca", "figures")
 
 
@@ -263,6 +275,7 @@ def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
     out["iia_table"] = iia_table(t["iia"], t["fullswap"], d_model)
     out["fullswap"] = fullswap_table(t["fullswap"], d_model)
     out["headline"] = headline(out["iia_table"], out["fullswap"], d_model)
+    out["variants"] = variants_table(t["iia"], t["fullswap"], d_model)
     out["size_sweep"], out["size_points"] = size_sweep(t["iia"])
     out["dynamics_runs"], out["dynamics_pooled"] = dynamics_tables(t["dynamics"])
     out["gradience_grid"], out["gradience_diff"] = gradience_tables(t["gradience"], d_model)

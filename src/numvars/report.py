@@ -57,7 +57,7 @@ def render(results_dir) -> Path:
     _, meta = analysis.load_results(root)            # validates the results directory
     tables = _analysis(root)
     body = "\n".join([_header(root, meta), _what_ran(meta, tables), _headline(tables["headline"]),
-                      _analyses(root, tables)])
+                      _variants(tables["variants"]), _analyses(root, tables)])
     return io.write_text(root / "report.html", PAGE.format(css=CSS, body=body, script=SCRIPT))
 
 
@@ -195,6 +195,19 @@ def _headline(headline: pd.DataFrame) -> str:
             f"is “{_e(VERDICTS['match'])}”, otherwise “{_e(VERDICTS['mismatch'])}”; “—” where we have no "
             f"number. Paper values are read off its Figure 2 and are approximate.</p>"
             f"{_table(rows, raw=True, head=head)}<p class='sub'>{_e(summary)}</p></section>")
+
+
+def _variants(table: pd.DataFrame) -> str:
+    if table.empty:
+        return ""
+    rows = [[_e(r.arch), _e(r.task), _e(r.variant), _mean_ci(r.mean, r.ci_low, r.ci_high),
+             _mean_ci(r.fullswap_mean, r.fullswap_ci_low, r.fullswap_ci_high)] for r in table.itertuples()]
+    return ("<section id='variants'><h2>Variants</h2><p>Up-Down count IIA and the Context-Distributed "
+            "full-swap IIA for each task or model variant beside the default (<code>npe</code>: Transformer "
+            "without positional encoding; <code>void</code>: Variable-Length task, void_prob 0.2). A model that "
+            "re-reads its context scores high on the full swap and low on Up-Down.</p>"
+            + _table(rows, ["arch", "task", "variant", "Up-Down count IIA [95% CI]", "full swap [95% CI]"], raw=True)
+            + "</section>")
 
 
 def _img(root: Path, fig) -> str:
