@@ -42,7 +42,7 @@ def test_the_grid_lists_each_run_once_and_the_paper_preset_is_full():
     paper = grid(PRESETS["paper"])
     assert {s.seed for s in paper} == set(range(6))
     assert {s.d_model for s in paper if s.arch == "gru" and s.task == "multi_object"} == {8, 16, 20, 32, 48, 96}
-    assert {s.variant for s in paper} == {"default", "npe", "void"}
+    assert {s.variant for s in paper} == {"default", "npe", "void", "minimal"}
 
 
 def test_reproduce_writes_tables_figures_and_a_report(uninterrupted):

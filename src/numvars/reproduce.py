@@ -61,7 +61,9 @@ PRESETS = {
                   ("npe", "transformer", "single_object", (("pos", "none"),)),
                   ("void", "gru", "multi_object", (("void_prob", 0.2),)),
                   ("void", "lstm", "multi_object", (("void_prob", 0.2),)),
-                  ("void", "transformer", "multi_object", (("void_prob", 0.2),))),
+                  ("void", "transformer", "multi_object", (("void_prob", 0.2),)),
+                  ("minimal", "transformer", "single_object",       # no BOS, no trigger: 1-layer NPE
+                   (("bos", False), ("trigger", False), ("n_layers", 1), ("pos", "none")))),
         dynamics=(("gru", "multi_object"), ("lstm", "multi_object"), ("transformer", "multi_object")),
         train={"max_epochs": 4000},
         das={"max_epochs": 60, "patience": 8},
