@@ -26,6 +26,23 @@ def test_handbuilt_line_counter_counts_correctly():
     assert right.all()
 
 
+def test_a_bring_your_own_step_model_is_scored_by_trial_accuracy_both_ways():
+    from numvars.evaluate import greedy_trials, trial_accuracy
+    assert trial_accuracy(LineCounter(TASK), TASK, range(1, 31), per_count=2).accuracy == 1.0
+    assert greedy_trials(LineCounter(TASK), TASK, range(1, 31), per_count=2).accuracy == 1.0
+
+
+def test_das_leaves_the_model_as_it_found_it():
+    model = models.build(ModelConfig(arch="gru", vocab_size=TASK.vocab_size, d_model=8), seed=0).train()
+    model.embed.weight.requires_grad_(False)
+    torch.manual_seed(5)
+    expected = torch.rand(1)
+    torch.manual_seed(5)
+    align.das(model, TASK, "up_down", "count", k=2, seed=0, control="untrained", **{**SMALL, "max_epochs": 1})
+    assert model.training and not model.embed.weight.requires_grad and model.rnn.weight_hh_l0.requires_grad
+    assert torch.equal(torch.rand(1), expected)          # the caller's random stream is untouched
+
+
 def test_das_finds_a_count_stored_on_one_direction_with_k_1():
     result = align.das(LineCounter(TASK), TASK, "up_down", "count", k=1, seed=0)   # the default 10k/1k/1k pairs
     assert result.iia >= 0.99

@@ -102,7 +102,7 @@ def run_copy(tiny_run, tmp_path):
 def test_eval_prints_the_table_and_writes_a_csv(run_copy, capsys):
     code, out, err = run_cli(capsys, "eval", run_copy, "--max-count", 25, "--per-count", 3)
     assert code == 0, err
-    csv = run_copy / "eval_max25.csv"
+    csv = run_copy / "eval_max25_per3.csv"
     table = pd.read_csv(csv)
     assert table["count"].tolist() == list(range(1, 26)) and (table["trials"] == 3).all()
     assert table.loc[table["held_out"], "count"].tolist() == [4, 9, 14, 17]

@@ -8,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .config import parse_overrides
 from .errors import NumvarsError
 
 EPILOG_TRAIN = """config keys (key=value): task arch d_model seed void_prob bos trigger min_count max_count
@@ -53,7 +54,7 @@ def cmd_eval(args) -> None:
     table = result.by_count()
     table["held_out"] = table["count"].isin(cfg.holdouts)
     table["in_training_range"] = table["count"] <= cfg.max_count
-    path = io.write_table(run_dir / f"eval_max{args.max_count}.csv", table)
+    path = io.write_table(run_dir / f"eval_max{args.max_count}_per{args.per_count}.csv", table)
     _print_table(table, f"free-running trial accuracy per count ({args.per_count} trials each)")
     print(f"overall {result.accuracy:.4f}; saved {path}")
 
@@ -75,7 +76,7 @@ def _align_options(overrides: dict[str, str]) -> dict:
 def cmd_align(args) -> None:
     from .experiment import align_run
 
-    opts = _align_options(parse_kv(args.overrides))
+    opts = _align_options(parse_overrides(args.overrides))
     result, path, skipped = align_run(args.run_dir, progress=not args.quiet, **opts)
     s = result
     print(f"{'reused' if skipped else 'aligned'}: program={s['program']} variables={','.join(s['variables'])} "
@@ -91,7 +92,7 @@ def cmd_align(args) -> None:
 def cmd_fullswap(args) -> None:
     from .experiment import full_swap_run
 
-    opts = parse_kv(args.overrides)
+    opts = parse_overrides(args.overrides)
     summary, path, skipped = full_swap_run(args.run_dir, **opts)
     print(f"{'reused' if skipped else 'full swap'} at {summary['site']} ({summary['n']} pairs, same phase):")
     for program, value in summary["iia_by_program"].items():
@@ -121,12 +122,6 @@ def cmd_report(args) -> None:
     print(f"report: {render(args.results)}")
 
 
-def parse_kv(args: list[str]) -> dict[str, str]:
-    from .config import parse_overrides
-
-    return parse_overrides(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="numvars", description="Find symbol-like number variables in neural networks.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -143,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="free-running trial accuracy per count of a trained run",
                        description="Greedy trial accuracy per count 1..MAX (beyond 20 is out of training range); "
-                                   "prints a table and saves RUN_DIR/eval_maxMAX.csv.")
+                                   "prints a table and saves RUN_DIR/eval_maxMAX_perN.csv.")
     e.add_argument("run_dir")
     e.add_argument("--max-count", type=int, default=30)
     e.add_argument("--per-count", type=int, default=15)
@@ -198,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .train import resolve_device, setup_threads
 
-        setup_threads(getattr(args, "threads", None) or 1, resolve_device("cpu"))
+        threads = getattr(args, "threads", None)
+        if threads is not None and threads < 1:
+            raise NumvarsError(f"--threads {threads} must be >= 1")
+        setup_threads(threads or 1, resolve_device("cpu"))
         args.func(args)
     except NumvarsError as e:
         print(f"numvars: error: {e}", file=sys.stderr)

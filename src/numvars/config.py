@@ -50,6 +50,8 @@ class RunConfig:
     threads: int = 1
 
     def __post_init__(self):
+        if self.seed < 0:
+            raise NumvarsError(f"seed={self.seed} must be >= 0")
         for name in ("batch_size", "steps_per_epoch", "max_epochs", "eval_per_count", "threads"):
             if getattr(self, name) < 1:
                 raise NumvarsError(f"{name}={getattr(self, name)} must be >= 1")

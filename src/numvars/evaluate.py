@@ -27,6 +27,18 @@ class TrialResult:
         return df.groupby("count", as_index=False).agg(accuracy=("correct", "mean"), trials=("correct", "size"))
 
 
+def sequence_logits(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """Logits (B, L, V) predicting each next token. A model that only follows the step protocol
+    (initial_state, step, readout; SPEC §9) is run step by step."""
+    if type(model).forward is not nn.Module.forward:
+        return model(tokens)
+    state, out = model.initial_state(tokens.shape[0]), []
+    for j in range(tokens.shape[1]):
+        state = model.step(tokens[:, j], state)
+        out.append(model.readout(state))
+    return torch.stack(out, dim=1)
+
+
 @torch.no_grad()
 def trial_accuracy(model: nn.Module, task: Task, counts=range(1, 21), per_count: int = 15,
                    seed: int = EVAL_SEED, device: str | torch.device = "cpu") -> TrialResult:
@@ -42,7 +54,7 @@ def trial_accuracy(model: nn.Module, task: Task, counts=range(1, 21), per_count:
     was_training = model.training
     model.eval()
     tokens, mask = batch.tokens.to(device), batch.task_mask.to(device)
-    pred = model(tokens[:, :-1]).argmax(-1)                             # (N, L-1) predicts tokens[:, 1:]
+    pred = sequence_logits(model, tokens[:, :-1]).argmax(-1)                             # (N, L-1) predicts tokens[:, 1:]
     correct = ((pred == tokens[:, 1:]) | ~mask[:, 1:]).all(dim=1)
     model.train(was_training)
     return TrialResult(counts=batch.counts, correct=correct.cpu())
@@ -70,7 +82,7 @@ def greedy_trials(model: nn.Module, task: Task, counts=range(1, 21), per_count: 
     buffer = torch.where(torch.arange(tokens.shape[1], device=device) < first[:, None], tokens, PAD)
     rows = torch.arange(len(tokens), device=device)
     for j in range(n_steps):
-        logits = model(buffer)                                          # (N, L, V)
+        logits = sequence_logits(model, buffer)                                          # (N, L, V)
         pos = first + j
         buffer[rows, pos] = logits[rows, pos - 1].argmax(-1)
     correct = ((buffer == tokens) | ~mask).all(dim=1)

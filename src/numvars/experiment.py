@@ -14,6 +14,7 @@ from . import io, models
 from .align import das, full_swap
 from .config import RunConfig, parse_typed
 from .errors import NumvarsError
+from .train import resolve_device
 
 
 def load_run(run_dir, require_trained: bool = True, checkpoint: str | None = None):
@@ -32,13 +33,17 @@ def load_run(run_dir, require_trained: bool = True, checkpoint: str | None = Non
 
 
 def _job_name(kind: str, opts: dict) -> str:
-    digest = hashlib.sha256(json.dumps(opts, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    """A readable name plus a hash of the options that change the result (not the device)."""
+    keyed = {k: v for k, v in opts.items() if k != "device"}
+    digest = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:8]
     label = "-".join(str(opts[k]).replace(",", "+") for k in ("program", "variable") if k in opts)
     return f"{kind}-{label}-{digest}" if label else f"{kind}-{digest}"
 
 
 def align_run(run_dir, checkpoint: str | None = None, progress: bool = False, **opts) -> tuple[dict, Path, bool]:
     """DAS on a trained run (or one of its checkpoints); returns (summary, result dir, reused)."""
+    if "device" in opts:
+        opts["device"] = str(resolve_device(opts["device"]))
     model, task, _, _ = load_run(run_dir, require_trained=checkpoint is None, checkpoint=checkpoint)
     key = {**opts, "checkpoint": checkpoint} if checkpoint else dict(opts)
     out = Path(run_dir) / "align" / _job_name("das", key)

@@ -100,7 +100,7 @@ def grid(preset: Preset) -> list[RunSpec]:
 
 
 def _oor(run_dir: Path, preset: Preset) -> pd.DataFrame:
-    path = run_dir / f"eval_max{preset.oor_max}.csv"
+    path = run_dir / f"eval_max{preset.oor_max}_per{preset.oor_per_count}.csv"
     if not path.is_file():
         model, task, _, _ = load_run(run_dir, require_trained=False)
         table = greedy_trials(model, task, range(1, preset.oor_max + 1), preset.oor_per_count).by_count()

@@ -11,7 +11,7 @@ options, so a model trained with voids or without a trigger keeps the same ids.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -100,11 +100,6 @@ class Task:
     def vocab_size(self) -> int:
         return len(self.vocab)
 
-    def max_length(self, max_count: int | None = None) -> int:
-        """An upper bound on sequence length without voids (voids add more)."""
-        n = max_count or self.spec.max_count
-        return int(self.spec.bos) + 2 * n + int(self.spec.trigger) + 1
-
     def role_tokens(self, roles: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Token ids for roles (as a program emits them). With a generator, DEMO roles get a random
         demo token; without one, the first demo token (no global random state is touched)."""
@@ -180,6 +175,3 @@ def get_task(name: str = "multi_object", **options) -> Task:
         raise NumvarsError(f"unknown task option {sorted(unknown)[0]!r}; known: {', '.join(sorted(known))}")
     return Task(TaskSpec(name=name, **options))
 
-
-def with_options(task: Task, **options) -> Task:
-    return Task(replace(task.spec, **options))

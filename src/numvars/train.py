@@ -80,6 +80,7 @@ def train(cfg: RunConfig, progress: bool = True) -> RunResult:
     setup_threads(cfg.threads, device)
     task = cfg.make_task()
     model = models.build(cfg.model_config(), seed=cfg.seed).to(device)
+    torch.manual_seed(cfg.seed)                      # dropout's stream, saved and restored on resume
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     rows, epoch, elapsed = [], 0, 0.0

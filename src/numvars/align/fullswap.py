@@ -18,7 +18,8 @@ from ..tasks import Task
 from .search import score
 from .maps import make_map
 from .pairs import cache_pairs, make_pairset
-from .sites import get_site
+from ..errors import NumvarsError
+from .sites import frozen, get_site
 
 
 @dataclass
@@ -39,19 +40,19 @@ class FullSwapResult:
 def full_swap(model: nn.Module, task: Task, programs=("ctx_distributed", "up_down"), site: str | None = None,
               n: int = 1000, seed: int = 0, counts=None, device: str = "cpu") -> FullSwapResult:
     """Swap the whole state and score the model's continuation against each program's prediction."""
-    was_training = model.training
-    model.eval().to(device)
-    at = get_site(model, site)
-    identity, everything = make_map("identity", at.size, seed).to(device), torch.ones(1, at.size, device=device)
+    if n < 1 or seed < 0:
+        raise NumvarsError(f"n={n} must be >= 1 and seed={seed} >= 0")
     scores, frames = {}, []
-    for name in programs:
-        program = get_program(name)
-        pairs = make_pairset(task, program, None, n, seed, counts, same_phase=True)   # same seed: same pairs
-        cache = cache_pairs(at, pairs, device)
-        verdict = score(at, identity, everything, cache, pairs.scored.to(device), pairs.var_index.to(device),
-                        free=False)
-        scores[program.name] = float(verdict.correct.float().mean())
-        frames.append(pairs.info.assign(program=program.name, correct=verdict.correct.numpy()))
-    model.train(was_training)
+    with frozen(model, device):
+        at = get_site(model, site)
+        identity, everything = make_map("identity", at.size, seed).to(device), torch.ones(1, at.size, device=device)
+        for name in programs:
+            program = get_program(name)
+            pairs = make_pairset(task, program, None, n, seed, counts, same_phase=True)   # same seed: same pairs
+            cache = cache_pairs(at, pairs, device)
+            verdict = score(at, identity, everything, cache, pairs.scored.to(device), pairs.var_index.to(device),
+                            free=False)
+            scores[program.name] = float(verdict.correct.float().mean())
+            frames.append(pairs.info.assign(program=program.name, correct=verdict.correct.numpy()))
     first = get_program(programs[0]).name
     return FullSwapResult(scores[first], scores, at.name, n, seed, pd.concat(frames, ignore_index=True))

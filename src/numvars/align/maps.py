@@ -73,9 +73,12 @@ class LinearMap(FixedMap):
 
 
 def make_map(kind: str, d: int, seed: int) -> nn.Module:
+    """An alignment map; its initial matrix comes from `seed` alone (the global random stream,
+    which nn.Linear's default init would draw from, is left untouched)."""
     g = torch.Generator().manual_seed(seed)
     if kind == "orthogonal":
-        return OrthogonalMap(d, g)
+        with torch.random.fork_rng(devices=[]):
+            return OrthogonalMap(d, g)
     if kind == "linear":
         return LinearMap(d, g)
     if kind == "identity":

@@ -25,8 +25,8 @@ from ..errors import NumvarsError
 from ..programs import get_program
 from ..tasks import Task
 from .maps import MAPS, block_masks, interchange, make_map
-from .pairs import PairSet, cache_pairs, make_pairset
-from .sites import Cache, get_site
+from .pairs import cache_pairs, make_pairset
+from .sites import Cache, frozen, get_site
 
 CONTROLS = ("untrained", "random", "identity")
 
@@ -98,10 +98,11 @@ def parse_variables(program, variable) -> tuple[str, ...]:
 def untrained_copy(model: nn.Module, seed: int) -> nn.Module:
     """The same architecture with fresh weights (every submodule's own reset_parameters)."""
     fresh = copy.deepcopy(model)
-    torch.manual_seed(seed)
-    for m in fresh.modules():
-        if m is not fresh and callable(getattr(m, "reset_parameters", None)):
-            m.reset_parameters()
+    with torch.random.fork_rng(devices=[]):         # leave the caller's random stream alone
+        torch.manual_seed(seed)
+        for m in fresh.modules():
+            if m is not fresh and callable(getattr(m, "reset_parameters", None)):
+                m.reset_parameters()
     return fresh
 
 
@@ -137,10 +138,6 @@ def score(site, align, masks, cache: Cache, pairs_scored: torch.Tensor, var_inde
                   loss_sum / max(tok_total, 1))
 
 
-def _to(pairs: PairSet, device) -> tuple[torch.Tensor, torch.Tensor]:
-    return pairs.scored.to(device), pairs.var_index.to(device)
-
-
 def das(model: nn.Module, task: Task, program, variable="count", k: int | None = None, map: str = "orthogonal",
         seed: int = 0, site: str | None = None, control: str | None = None, n_train: int = 10_000,
         n_val: int = 1_000, n_test: int = 1_000, batch_size: int = 512, lr: float = 3e-3, max_epochs: int = 50,
@@ -156,19 +153,18 @@ def das(model: nn.Module, task: Task, program, variable="count", k: int | None =
         raise NumvarsError(f"unknown control {control!r}; choose one of {', '.join(CONTROLS)}")
     if min(n_train, n_val, n_test, batch_size, max_epochs) < 1:
         raise NumvarsError("n_train, n_val, n_test, batch_size and max_epochs must be >= 1")
+    if lr <= 0 or seed < 0:
+        raise NumvarsError(f"lr={lr} must be > 0 and seed={seed} >= 0")
     if control == "untrained":
         model = untrained_copy(model, seed + 12_345)
-    was_training = model.training
-    model.eval().to(device)
-    frozen = [p.requires_grad_(False) for p in model.parameters()]
-    try:
+    with frozen(model, device):
         at = get_site(model, site)
         d = at.size
         k = d // 2 if k is None else k
         masks = block_masks(d, k, len(variables)).to(device)
         pairs = make_pairset(task, program, variables, n_train + n_val + n_test, seed, counts)
         cache = cache_pairs(at, pairs, device)
-        scored, var_index = _to(pairs, device)
+        scored, var_index = pairs.scored.to(device), pairs.var_index.to(device)
         tr, va, te = slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, None)
         kind = control if control in ("random", "identity") else map
         align = make_map(kind, d, seed).to(device)
@@ -178,10 +174,6 @@ def das(model: nn.Module, task: Task, program, variable="count", k: int | None =
                                           max_epochs, patience, target, seed, progress)
         test = score(at, align, masks, cache.select(te), scored[te], var_index[te])
         val = score(at, align, masks, cache.select(va), scored[va], var_index[va], free=False)
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-        model.train(was_training)
     info = pairs.info.iloc[n_train + n_val:].reset_index(drop=True)
     info["abs_diff"] = (info["base_value"] - info["source_value"]).abs()
     info["correct"], info["correct_free"] = test.correct.numpy(), test.correct_free.numpy()

@@ -12,13 +12,14 @@ Both return logits (N, M, V) where [:, j] predicts the j-th continuation token.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import NumvarsError
-from ..models import TransformerLM, is_recurrent
+from ..models import TransformerLM, default_site, is_recurrent
 from ..tasks import PAD
 
 
@@ -138,16 +139,40 @@ class ResidualSite:
         return torch.stack(out, dim=1)
 
 
+@contextmanager
+def frozen(model: nn.Module, device):
+    """The model as interventions need it: eval mode (no dropout), parameters without gradients, on
+    `device`. Fused RNN modules stay in train mode, because cuDNN refuses backward through an RNN in
+    eval mode; a one-layer RNN has no dropout, so this changes no number. Everything is restored
+    on exit: mode, requires_grad flags and device."""
+    was_training = model.training
+    flags = [p.requires_grad for p in model.parameters()]
+    first = next(model.parameters(), None)
+    home = first.device if first is not None else torch.device("cpu")
+    model.eval().to(device)
+    for m in model.modules():
+        if isinstance(m, nn.RNNBase):
+            m.train()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+        model.train(was_training).to(home)
+
+
 def get_site(model: nn.Module, name: str | None = None):
     """The site object for a model and a site name (default: `state` for RNNs, `resid.1` for Transformers)."""
+    name = name or default_site(model)
     if isinstance(model, TransformerLM):
-        name = name or f"resid.{min(1, model.cfg.n_layers)}"
         head, _, layer = name.partition(".")
         if head != "resid" or not layer.isdigit():
             raise NumvarsError(f"unknown site {name!r} for a Transformer; use resid.L, e.g. resid.1")
         return ResidualSite(model, int(layer))
     if is_recurrent(model):
-        if name not in (None, "state"):
+        if name != "state":
             raise NumvarsError(f"unknown site {name!r} for a recurrent model; its site is 'state'")
         return RecurrentSite(model)
     raise NumvarsError("this model has no intervention site: implement initial_state, step and readout (SPEC §9)")

@@ -19,10 +19,13 @@ _CLASSES = {"gru": GRULM, "lstm": LSTMLM, "transformer": TransformerLM}
 
 
 def build(cfg: ModelConfig, seed: int | None = None) -> nn.Module:
-    """A freshly initialised model; with a seed, the same seed gives the same weights."""
-    if seed is not None:
+    """A freshly initialised model; with a seed, the same seed gives the same weights (and the
+    caller's global random stream is left as it was)."""
+    if seed is None:
+        return _CLASSES[cfg.arch](cfg)
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-    return _CLASSES[cfg.arch](cfg)
+        return _CLASSES[cfg.arch](cfg)
 
 
 def is_recurrent(model: nn.Module) -> bool:

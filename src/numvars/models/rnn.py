@@ -36,7 +36,7 @@ class RecurrentLM(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         """Logits (B, L, V) predicting token j+1 from tokens[:, :j+1]."""
-        return self.run_from(self.initial_state(tokens.shape[0]), tokens)[:, 1:]
+        return self.head(self._fused(self.embed(tokens), self.initial_state(tokens.shape[0])))
 
     def run_from(self, state: Tensor, tokens: Tensor) -> Tensor:
         """From a state, consume tokens (B, M) with the fused kernel.
