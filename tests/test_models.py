@@ -209,3 +209,13 @@ def test_impossible_model_configs_are_one_line_errors(kw, message):
 def test_odd_widths_are_fine_where_nothing_splits_them():
     ModelConfig(arch="gru", d_model=7)
     ModelConfig(arch="transformer", d_model=6, n_heads=2, pos="none")
+
+
+def test_head_dropout_drops_half_the_hidden_units_in_training_and_none_in_eval():
+    from numvars.models.head import Dropout
+
+    drop, x = Dropout(0.5), torch.ones(200_000)
+    kept = drop.train()(x)
+    assert abs(float((kept > 0).float().mean()) - 0.5) < 0.01
+    assert set(kept.unique().tolist()) == {0.0, 2.0}          # survivors scaled by 1 / (1 - p)
+    assert torch.equal(drop.eval()(x), x)
