@@ -120,9 +120,10 @@ class ResidualSite:
     def _logits_after(self, resid: Tensor, t: Tensor, state: Tensor, m: int) -> Tensor:
         rows = torch.arange(len(t), device=resid.device)
         resid = resid.index_put((rows, t), state)                  # out of place: keeps the graph to `state`
-        logits = self.model.forward_from(resid, self.layer)        # (N, Lc, V)
+        final = self.model.final_stream(resid, self.layer)         # (N, Lc, d)
         pos = t[:, None] + torch.arange(m, device=t.device)[None, :]
-        return logits.gather(1, pos.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+        # the head only where predictions are read: positions t .. t+m-1
+        return self.model.unembed(final.gather(1, pos.unsqueeze(-1).expand(-1, -1, final.shape[-1])))
 
     def run(self, cache: Cache, state: Tensor) -> Tensor:
         return self._logits_after(cache.resid, cache.t, state, cache.cont.shape[1])

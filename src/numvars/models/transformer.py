@@ -84,11 +84,19 @@ class TransformerLM(nn.Module):
             x = block(x)
         return x
 
-    def forward_from(self, resid: Tensor, layer: int) -> Tensor:
-        """Logits (B, L, V) from the residual stream after `layer` blocks."""
+    def final_stream(self, resid: Tensor, layer: int) -> Tensor:
+        """The residual stream after the last block, from the one after `layer` blocks."""
         for block in self.blocks[layer:]:
             resid = block(resid)
+        return resid
+
+    def unembed(self, resid: Tensor) -> Tensor:
+        """Logits from the final stream: final norm, then the MLP head."""
         return self.head(self.ln_f(resid))
+
+    def forward_from(self, resid: Tensor, layer: int) -> Tensor:
+        """Logits (B, L, V) from the residual stream after `layer` blocks."""
+        return self.unembed(self.final_stream(resid, layer))
 
     def forward(self, tokens: Tensor) -> Tensor:
         return self.forward_from(self.embed(tokens), 0)
