@@ -21,7 +21,10 @@ import pandas as pd
 from scipy import stats
 
 from . import io
+from .align import CONTROLS
 from .errors import NumvarsError
+from .models import ARCHS
+from .tasks import VARIANTS
 
 # Wall-clock times live apart (tables/timings.csv), so a resumed reproduction gives identical tables.
 RAW = {
@@ -35,9 +38,7 @@ RAW = {
     "gradience": ("run_name", "arch", "task", "variant", "d_model", "seed", "base_value", "source_value", "abs_diff",
                   "correct"),
 }
-ARCHS = ("gru", "lstm", "transformer")
-TASKS = ("multi_object", "single_object", "same_object")
-CONTROLS = ("untrained", "random", "identity")
+TASKS = tuple(VARIANTS)
 STATS = ("mean", "ci_low", "ci_high", "n")
 TRAIN_MAX_COUNT = 20
 IIA_LABEL = "IIA (fraction of pairs)"
