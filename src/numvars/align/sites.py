@@ -144,7 +144,7 @@ class ResidualSite:
 def frozen(model: nn.Module, device):
     """The model as interventions need it: eval mode (no dropout), parameters without gradients, on
     `device`. Fused RNN modules stay in train mode, because cuDNN refuses backward through an RNN in
-    eval mode; a one-layer RNN has no dropout, so this changes no number. Everything is restored
+    eval mode; an RNN without inter-layer dropout computes the same numbers in either mode. Everything is restored
     on exit: mode, requires_grad flags and device."""
     was_training = model.training
     flags = [p.requires_grad for p in model.parameters()]
@@ -152,8 +152,8 @@ def frozen(model: nn.Module, device):
     home = first.device if first is not None else torch.device("cpu")
     model.eval().to(device)
     for m in model.modules():
-        if isinstance(m, nn.RNNBase):
-            m.train()
+        if isinstance(m, nn.RNNBase) and (m.num_layers == 1 or m.dropout == 0):
+            m.train()                     # no dropout inside, so train mode changes no number
     for p in model.parameters():
         p.requires_grad_(False)
     try:
