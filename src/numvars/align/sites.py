@@ -144,8 +144,8 @@ class ResidualSite:
 def frozen(model: nn.Module, device):
     """The model as interventions need it: eval mode (no dropout), parameters without gradients, on
     `device`. Fused RNN modules stay in train mode, because cuDNN refuses backward through an RNN in
-    eval mode; an RNN without inter-layer dropout computes the same numbers in either mode. Everything is restored
-    on exit: mode, requires_grad flags and device."""
+    eval mode; an RNN without inter-layer dropout computes the same numbers in either mode.
+    Everything is restored on exit: mode, requires_grad flags and device."""
     was_training = model.training
     flags = [p.requires_grad for p in model.parameters()]
     first = next(model.parameters(), None)
