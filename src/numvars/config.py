@@ -96,9 +96,12 @@ class RunConfig:
 
     @classmethod
     def from_sections(cls, sec: dict) -> "RunConfig":
-        task = dict(sec.get("task", {}))
-        flat = {"task": task.pop("name", "multi_object"), **task, **sec.get("train", {})}
-        flat.update({k: v for k, v in sec.get("model", {}).items() if k in MODEL_KEYS})
+        try:
+            task = dict(sec.get("task", {}))
+            flat = {"task": task.pop("name", "multi_object"), **task, **sec.get("train", {})}
+            flat.update({k: v for k, v in sec.get("model", {}).items() if k in MODEL_KEYS})
+        except (TypeError, ValueError, AttributeError):
+            raise NumvarsError("config.yaml needs mappings under task, model and train; retrain the run") from None
         return from_mapping(flat)
 
 

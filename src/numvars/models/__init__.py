@@ -44,7 +44,7 @@ def load_weights(model: nn.Module, path) -> nn.Module:
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:
-        raise NumvarsError(f"weights {path} do not fit this model ({str(e).splitlines()[0][:120]}); "
+        raise NumvarsError(f"weights {path} do not fit this model ({" ".join(str(e).split())[:160]}); "
                            "check the run's config") from None
     return model
 
