@@ -44,8 +44,8 @@ def load_weights(model: nn.Module, path) -> nn.Module:
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:
-        raise NumvarsError(f"weights {path} do not fit this model ({" ".join(str(e).split())[:160]}); "
-                           "check the run's config") from None
+        detail = " ".join(str(e).split())[:160]      # torch's message, on one line
+        raise NumvarsError(f"weights {path} do not fit this model ({detail}); check the run's config") from None
     return model
 
 
