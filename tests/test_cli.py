@@ -119,6 +119,7 @@ def test_eval_prints_the_table_and_writes_a_csv(run_copy, capsys):
     ("other_model", [], ["do not fit"]),
     ("bad_yaml", [], ["config.yaml", "YAML"]),
     ("no_config", [], ["config.yaml", "missing"]),
+    ("flat_task", [], ["config.yaml needs mappings"]),
     (None, ["--max-count", "0"], ["--max-count"]),
 ])
 def test_bad_eval_input_is_one_line_exit_2_and_writes_nothing(run_copy, capsys, damage, args, words):
@@ -138,6 +139,11 @@ def test_bad_eval_input_is_one_line_exit_2_and_writes_nothing(run_copy, capsys, 
         (run_copy / "config.yaml").write_text("model: [unclosed\n")
     elif damage == "no_config":
         (run_copy / "config.yaml").unlink()
+    elif damage == "flat_task":
+        text = (run_copy / "config.yaml").read_text()
+        cut = text.index("task:")
+        model = text.index("model:")
+        (run_copy / "config.yaml").write_text(text[:cut] + "task: multi_object\n" + text[model:])
     before = snapshot(run_copy)
     code, out, err = run_cli(capsys, "eval", run_copy, *args)
     assert_one_line_error(code, err, *words)
