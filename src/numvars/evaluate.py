@@ -1,6 +1,7 @@
 """Trial accuracy (SPEC §3): greedy generation after the trigger, every response and EOS exact."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -8,7 +9,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .tasks import PAD, Task
+from .models import step_states
+from .tasks import PAD, Batch, Task
 
 EVAL_SEED = 10_007  # the evaluation set is fixed across epochs so accuracies are comparable
 
@@ -32,11 +34,24 @@ def sequence_logits(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     (initial_state, step, readout; SPEC §9) is run step by step."""
     if type(model).forward is not nn.Module.forward:
         return model(tokens)
-    state, out = model.initial_state(tokens.shape[0]), []
-    for j in range(tokens.shape[1]):
-        state = model.step(tokens[:, j], state)
-        out.append(model.readout(state))
-    return torch.stack(out, dim=1)
+    states = step_states(model, tokens)                                 # (B, L, d)
+    return model.readout(states.flatten(0, 1)).unflatten(0, states.shape[:2])
+
+
+@contextmanager
+def _evaluating(model: nn.Module):
+    """Eval mode (no dropout) for the duration, then the model's own mode again."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _trials(task: Task, counts, per_count: int, seed: int) -> Batch:
+    counts = list(counts)
+    return task.sample(per_count * len(counts), seed=seed, counts=np.repeat(counts, per_count))
 
 
 @torch.no_grad()
@@ -49,14 +64,11 @@ def trial_accuracy(model: nn.Module, task: Task, counts=range(1, 21), per_count:
     sees the same inputs and makes the same predictions; if one is wrong, the greedy run's first
     error is at or before it. (A test checks both paths agree.)
     """
-    counts = list(counts)
-    batch = task.sample(per_count * len(counts), seed=seed, counts=np.repeat(counts, per_count))
-    was_training = model.training
-    model.eval()
+    batch = _trials(task, counts, per_count, seed)
     tokens, mask = batch.tokens.to(device), batch.task_mask.to(device)
-    pred = sequence_logits(model, tokens[:, :-1]).argmax(-1)                             # (N, L-1) predicts tokens[:, 1:]
+    with _evaluating(model):
+        pred = sequence_logits(model, tokens[:, :-1]).argmax(-1)        # (N, L-1) predicts tokens[:, 1:]
     correct = ((pred == tokens[:, 1:]) | ~mask[:, 1:]).all(dim=1)
-    model.train(was_training)
     return TrialResult(counts=batch.counts, correct=correct.cpu())
 
 
@@ -70,10 +82,7 @@ def greedy_trials(model: nn.Module, task: Task, counts=range(1, 21), per_count: 
     after p_i + j cannot influence the logits read at p_i + j - 1, so this equals step-by-step
     decoding while costing one batched forward per step.
     """
-    counts = list(counts)
-    batch = task.sample(per_count * len(counts), seed=seed, counts=np.repeat(counts, per_count))
-    was_training = model.training
-    model.eval()
+    batch = _trials(task, counts, per_count, seed)
     first = batch.task_mask.float().argmax(dim=1).to(device)            # (N,) first predictable position
     n_steps = int(batch.task_mask.sum(dim=1).max())
     # room past the longest row, so rows that finish early keep writing harmlessly into PAD
@@ -81,10 +90,10 @@ def greedy_trials(model: nn.Module, task: Task, counts=range(1, 21), per_count: 
     mask = nn.functional.pad(batch.task_mask, (0, n_steps), value=False).to(device)
     buffer = torch.where(torch.arange(tokens.shape[1], device=device) < first[:, None], tokens, PAD)
     rows = torch.arange(len(tokens), device=device)
-    for j in range(n_steps):
-        logits = sequence_logits(model, buffer)                                          # (N, L, V)
-        pos = first + j
-        buffer[rows, pos] = logits[rows, pos - 1].argmax(-1)
+    with _evaluating(model):
+        for j in range(n_steps):
+            logits = sequence_logits(model, buffer)                     # (N, L, V)
+            pos = first + j
+            buffer[rows, pos] = logits[rows, pos - 1].argmax(-1)
     correct = ((buffer == tokens) | ~mask).all(dim=1)
-    model.train(was_training)
     return TrialResult(counts=batch.counts, correct=correct.cpu())

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import NumvarsError
-from ..models import TransformerLM, default_site, is_recurrent
+from ..models import TransformerLM, default_site, is_recurrent, step_states
 from ..tasks import PAD
 
 
@@ -57,11 +57,7 @@ class RecurrentSite:
         """(N, L, d): the state after each token."""
         if callable(getattr(self.model, "states", None)):
             return self.model.states(tokens)
-        state, out = self.model.initial_state(tokens.shape[0]), []
-        for j in range(tokens.shape[1]):
-            state = self.model.step(tokens[:, j], state)
-            out.append(state)
-        return torch.stack(out, dim=1)
+        return step_states(self.model, tokens)
 
     @torch.no_grad()
     def cache(self, base: Tensor, t: Tensor, source: Tensor, u: Tensor, cont: Tensor) -> Cache:

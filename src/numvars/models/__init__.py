@@ -9,11 +9,11 @@ from torch import nn
 from ..errors import NumvarsError
 from ..io import load_tensors, read_yaml
 from .config import ARCHS, ModelConfig
-from .rnn import GRULM, LSTMLM, RecurrentLM
+from .rnn import GRULM, LSTMLM, RecurrentLM, step_states
 from .transformer import TransformerLM
 
 __all__ = ["ARCHS", "ModelConfig", "GRULM", "LSTMLM", "RecurrentLM", "TransformerLM", "build", "load",
-           "load_weights", "is_recurrent", "default_site"]
+           "load_weights", "is_recurrent", "default_site", "step_states"]
 
 _CLASSES = {"gru": GRULM, "lstm": LSTMLM, "transformer": TransformerLM}
 

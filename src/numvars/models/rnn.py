@@ -17,6 +17,15 @@ from .config import ModelConfig
 from .head import MLPHead
 
 
+def step_states(model: nn.Module, tokens: Tensor) -> Tensor:
+    """The state after consuming each token, (B, L, d), for any model with the step protocol."""
+    state, out = model.initial_state(tokens.shape[0]), []
+    for j in range(tokens.shape[1]):
+        state = model.step(tokens[:, j], state)
+        out.append(state)
+    return torch.stack(out, dim=1)
+
+
 class RecurrentLM(nn.Module):
     """Embedding → one recurrent cell → MLP head. Subclasses supply the cell."""
 
@@ -47,12 +56,7 @@ class RecurrentLM(nn.Module):
 
     def states(self, tokens: Tensor) -> Tensor:
         """The state after consuming each token: (B, L, d), by the step path."""
-        state = self.initial_state(tokens.shape[0])
-        out = []
-        for j in range(tokens.shape[1]):
-            state = self.step(tokens[:, j], state)
-            out.append(state)
-        return torch.stack(out, dim=1)
+        return step_states(self, tokens)
 
     def readout(self, state: Tensor) -> Tensor:
         return self.head(self._readout_input(state))
