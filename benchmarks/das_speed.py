@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn.utils import parametrize
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_speed import markdown  # noqa: E402
 
 from numvars import models  # noqa: E402
 from numvars.align import das  # noqa: E402
-from numvars.align.maps import block_masks, interchange, make_map  # noqa: E402
+from numvars.align.maps import block_masks, make_map  # noqa: E402
+from numvars.align.search import das_step  # noqa: E402
 from numvars.align.pairs import cache_pairs, make_pairset  # noqa: E402
 from numvars.align.sites import get_site  # noqa: E402
 from numvars.config import from_mapping  # noqa: E402
@@ -56,21 +56,15 @@ def step_timings(model, task, device: torch.device, n_pairs: int, batch: int, re
     _sync(device)
     cache_s = time.perf_counter() - t0
     align = make_map("orthogonal", site.size, 0).to(device)
-    mask = block_masks(site.size, site.size // 2, 1)[0].to(device)
+    masks = block_masks(site.size, site.size // 2, 1).to(device)
     opt = torch.optim.Adam(align.parameters(), lr=3e-3)
-    scored = pairs.scored.to(device)
+    scored, var_index = pairs.scored.to(device), pairs.var_index.to(device)
     times, gen = [], torch.Generator().manual_seed(0)
     for i in range(warmup + repeats):
         idx = torch.randint(n_pairs, (batch,), generator=gen).to(device)
         _sync(device)
         t0 = time.perf_counter()
-        with parametrize.cached():
-            c = cache.select(idx)
-            logits = site.run(c, interchange(align, mask, c.base, c.source))
-            loss = torch.nn.functional.cross_entropy(logits[scored[idx]], c.cont[scored[idx]])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-        opt.step()
+        das_step(site, align, masks, cache.select(idx), var_index[idx], scored[idx], opt)
         _sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - t0)

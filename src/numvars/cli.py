@@ -41,16 +41,15 @@ def cmd_train(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from . import io, models
-    from .config import RunConfig
+    from . import io
     from .evaluate import greedy_trials
+    from .experiment import load_run
 
     run_dir = Path(args.run_dir)
-    model = models.load(run_dir)                 # checks the directory, config and weights
-    cfg = RunConfig.from_sections(io.read_yaml(run_dir / "config.yaml"))
+    model, task, cfg, _ = load_run(run_dir, require_trained=False)   # checks directory, config and weights
     if args.max_count < 1 or args.per_count < 1:
         raise NumvarsError("--max-count and --per-count must be >= 1")
-    result = greedy_trials(model, cfg.make_task(), range(1, args.max_count + 1), args.per_count)
+    result = greedy_trials(model, task, range(1, args.max_count + 1), args.per_count)
     table = result.by_count()
     table["held_out"] = table["count"].isin(cfg.holdouts)
     table["in_training_range"] = table["count"] <= cfg.max_count

@@ -168,22 +168,37 @@ def das(model: nn.Module, task: Task, program, variable="count", k: int | None =
         tr, va, te = slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, None)
         kind = control if control in ("random", "identity") else map
         align = make_map(kind, d, seed).to(device)
-        history, epochs = [], 0
-        if control not in ("random", "identity"):
-            align, history, epochs = _fit(at, align, masks, cache, scored, var_index, tr, va, batch_size, lr,
-                                          max_epochs, patience, target, seed, progress)
+        if control in ("random", "identity"):             # fixed maps: nothing to fit
+            history, epochs = [], 0
+            val_iia = float(score(at, align, masks, cache.select(va), scored[va], var_index[va],
+                                  free=False).correct.float().mean())
+        else:
+            align, history, epochs, val_iia = _fit(at, align, masks, cache, scored, var_index, tr, va, batch_size,
+                                                   lr, max_epochs, patience, target, seed, progress)
         test = score(at, align, masks, cache.select(te), scored[te], var_index[te])
-        val = score(at, align, masks, cache.select(va), scored[va], var_index[va], free=False)
     info = pairs.info.iloc[n_train + n_val:].reset_index(drop=True)
     info["abs_diff"] = (info["base_value"] - info["source_value"]).abs()
     info["correct"], info["correct_free"] = test.correct.numpy(), test.correct_free.numpy()
     with torch.no_grad(), parametrize.cached():
         matrix = align.matrix.detach().cpu().clone()
     return DASResult(iia=float(test.correct.float().mean()), iia_free=float(test.correct_free.float().mean()),
-                     token_accuracy=test.token_accuracy, val_iia=float(val.correct.float().mean()),
+                     token_accuracy=test.token_accuracy, val_iia=val_iia,
                      variables=variables, program=program.name, k=k, map=kind, site=at.name, control=control,
                      seed=seed, epochs=epochs, seconds=round(time.perf_counter() - started, 2), matrix=matrix,
                      pairs=info, history=pd.DataFrame(history, columns=["epoch", "loss", "val_loss", "val_iia"]))
+
+
+def das_step(site, align, masks, batch: Cache, var_index: torch.Tensor, scored: torch.Tensor,
+             opt: torch.optim.Optimizer) -> torch.Tensor:
+    """One optimisation step on a batch of cached pairs: rotate, swap, rotate back, run the
+    continuation, cross-entropy on the scored tokens. Returns the (detached) loss."""
+    with parametrize.cached():          # the orthogonal matrix once per step, not once per use
+        state = _intervened(site, align, masks, batch, var_index)
+        loss = _loss(site.run(batch, state), batch.cont, scored)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+    opt.step()
+    return loss.detach()
 
 
 def _fit(site, align, masks, cache, scored, var_index, tr, va, batch_size, lr, max_epochs, patience, target, seed,
@@ -201,14 +216,7 @@ def _fit(site, align, masks, cache, scored, var_index, tr, va, batch_size, lr, m
         losses = []
         for idx in torch.randperm(len(train_cache.t), generator=gen).split(batch_size):
             idx = idx.to(train_scored.device)
-            with parametrize.cached():      # the orthogonal matrix once per step, not once per use
-                c = train_cache.select(idx)
-                state = _intervened(site, align, masks, c, train_var[idx])
-                loss = _loss(site.run(c, state), c.cont, train_scored[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-            opt.step()
-            losses.append(loss.detach())
+            losses.append(das_step(site, align, masks, train_cache.select(idx), train_var[idx], train_scored[idx], opt))
         checked = score(site, align, masks, val_cache, val_scored, val_var, free=False)
         val = float(checked.correct.float().mean())
         history.append((epoch, float(torch.stack(losses).mean()), checked.loss, val))
@@ -220,4 +228,4 @@ def _fit(site, align, masks, cache, scored, var_index, tr, va, batch_size, lr, m
         if best >= target or stale >= patience:
             break
     align.load_state_dict(best_state)
-    return align, history, epoch
+    return align, history, epoch, best
