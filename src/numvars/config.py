@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 
 from .errors import NumvarsError
 from .models.config import ModelConfig
-from .tasks import DEFAULT_HOLDOUTS, Task, TaskSpec
+from .tasks import Task, TaskSpec
 
 TASK_KEYS = ("void_prob", "bos", "trigger", "min_count", "max_count", "holdouts")
 MODEL_KEYS = ("arch", "d_model", "n_layers", "n_heads", "pos", "head_dropout")
@@ -20,22 +20,23 @@ UNHASHED = ("out", "device", "threads")
 
 @dataclass(frozen=True)
 class RunConfig:
-    task: str = "multi_object"
-    arch: str = "gru"
-    d_model: int = 20
+    # the task and model defaults are TaskSpec's and ModelConfig's own, flattened for key=value use
+    task: str = TaskSpec.name
+    arch: str = ModelConfig.arch
+    d_model: int = ModelConfig.d_model
     seed: int = 0
     # task options
-    void_prob: float = 0.0
-    bos: bool = True
-    trigger: bool = True
-    min_count: int = 1
-    max_count: int = 20
-    holdouts: tuple[int, ...] = DEFAULT_HOLDOUTS
+    void_prob: float = TaskSpec.void_prob
+    bos: bool = TaskSpec.bos
+    trigger: bool = TaskSpec.trigger
+    min_count: int = TaskSpec.min_count
+    max_count: int = TaskSpec.max_count
+    holdouts: tuple[int, ...] = TaskSpec.holdouts
     # model options
-    n_layers: int = 2
-    n_heads: int = 1
-    pos: str = "rope"
-    head_dropout: float = 0.5
+    n_layers: int = ModelConfig.n_layers
+    n_heads: int = ModelConfig.n_heads
+    pos: str = ModelConfig.pos
+    head_dropout: float = ModelConfig.head_dropout
     # training
     lr: float = 1e-3
     warmup_steps: int = 100

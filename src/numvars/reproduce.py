@@ -152,9 +152,8 @@ def run_jobs(preset: Preset, out: Path, device: str = "cpu", threads: int = 1, p
                                       "seconds": summary["seconds"]})
             if (program, variable, control) == ("up_down", "count", None):
                 pairs = pd.read_parquet(rdir / "pairs.parquet")
-                tables["gradience"] += [{**labels, "base_value": b, "source_value": v, "abs_diff": a, "correct": int(c)}
-                                        for b, v, a, c in pairs[["base_value", "source_value", "abs_diff",
-                                                                 "correct"]].itertuples(index=False)]
+                cols = ["base_value", "source_value", "abs_diff", "correct"]
+                tables["gradience"] += pairs[cols].astype(int).assign(**labels)[[*labels, *cols]].to_dict("records")
         if is_main:
             fs, _, _ = full_swap_run(result.run_dir, n=preset.fullswap_n, seed=spec.seed)
             tables["fullswap"] += [{**labels, "site": fs["site"], "program": p, "iia": v}
