@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -40,8 +41,8 @@ def make_pairset(task: Task, program, variables, n: int, seed: int, counts=None,
     gen = torch.Generator().manual_seed(seed + 1)
     cont = task.role_tokens(cf.cont_roles, generator=gen)
     var_index = cf.var_index if cf.var_index is not None else torch.zeros(n, dtype=torch.long)
-    names = cf.variables or ("(all)",)
-    info = pd.DataFrame({"variable": [names[i] for i in var_index.tolist()] if cf.variables else "(all)",
+    names = np.asarray(cf.variables or ("(all)",))
+    info = pd.DataFrame({"variable": names[var_index.numpy()],
                          "base_count": base.counts.numpy(), "source_count": source.counts.numpy(),
                          "base_value": cf.base_value.numpy(), "source_value": cf.source_value.numpy(),
                          "t": t.numpy(), "u": u.numpy()})
