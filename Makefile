@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean clean-outputs
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,5 +20,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# Build leftovers, caches and the virtual environment. Never trained models or results.
 clean:
-	rm -rf $(VENV) runs results
+	rm -rf $(VENV) build dist src/numvars.egg-info .pytest_cache
+	find src tests benchmarks -name __pycache__ -prune -exec rm -rf {} +
+
+# Deletes the default output folders (trained models, alignments, reports): only when asked by name.
+clean-outputs:
+	rm -rf runs results

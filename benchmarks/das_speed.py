@@ -1,4 +1,4 @@
-"""DAS speed (SPEC §8): pairs/s of alignment steps and seconds per DAS run.
+"""DAS speed: pairs/s of alignment steps and seconds per DAS run.
 
     python benchmarks/das_speed.py --out runs/bench            # trains the d=20 models first if needed
     python benchmarks/das_speed.py --archs gru --skip-full     # only the step timings
@@ -27,8 +27,8 @@ from numvars import models  # noqa: E402
 from numvars.align import das  # noqa: E402
 from numvars.align.maps import block_masks, make_map  # noqa: E402
 from numvars.align.search import das_step  # noqa: E402
-from numvars.align.pairs import cache_pairs, make_pairset  # noqa: E402
-from numvars.align.sites import get_site  # noqa: E402
+from numvars.align.sites import cache, get_site  # noqa: E402
+from numvars.programs import make_pairs  # noqa: E402
 from numvars.config import from_mapping  # noqa: E402
 from numvars.models import ARCHS  # noqa: E402
 from numvars.train import train  # noqa: E402
@@ -49,22 +49,21 @@ def step_timings(model, task, device: torch.device, n_pairs: int, batch: int, re
     model = model.to(device).eval().requires_grad_(False)
     site = get_site(model)
     t0 = time.perf_counter()
-    pairs = make_pairset(task, "up_down", ("count",), n_pairs, seed=0)
+    pairs = make_pairs(task, "up_down", ("count",), n_pairs, seed=0)
     pairs_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cache = cache_pairs(site, pairs, device)
+    pairs = cache(site, pairs.to(device))
     _sync(device)
     cache_s = time.perf_counter() - t0
     align = make_map("orthogonal", site.size, 0).to(device)
     masks = block_masks(site.size, site.size // 2, 1).to(device)
     opt = torch.optim.Adam(align.parameters(), lr=3e-3)
-    scored, var_index = pairs.scored.to(device), pairs.var_index.to(device)
     times, gen = [], torch.Generator().manual_seed(0)
     for i in range(warmup + repeats):
         idx = torch.randint(n_pairs, (batch,), generator=gen).to(device)
         _sync(device)
         t0 = time.perf_counter()
-        das_step(site, align, masks, cache.select(idx), var_index[idx], scored[idx], opt)
+        das_step(site, align, masks, pairs.select(idx), opt)
         _sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - t0)

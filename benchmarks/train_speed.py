@@ -1,4 +1,4 @@
-"""Training speed (SPEC §8): sequences/s of training steps, and time to criterion.
+"""Training speed: sequences/s of training steps, and time to criterion.
 
     python benchmarks/train_speed.py                          # all archs, multi_object, seed 0
     python benchmarks/train_speed.py --skip-criterion         # only the step timings (about a minute)
@@ -46,9 +46,9 @@ def step_timings(task_name: str, arch: str, device: torch.device, d_model: int, 
     """Median seconds per training step and per batch sample, over `repeats` timed repeats."""
     cfg = from_mapping({"task": task_name, "arch": arch, "d_model": d_model, "batch_size": batch})
     task = cfg.make_task()
-    model = models.build(cfg.model_config(), seed=0).to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    model = models.build(cfg.model, seed=0).to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.train))
     n = warmup + repeats
     sample_s, batches = [], []
     for i in range(n):                       # the same stream of batches that training would see

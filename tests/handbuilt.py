@@ -1,4 +1,4 @@
-"""Hand-built recurrent networks that follow the step protocol (SPEC §9), with known answers.
+"""Hand-built recurrent networks that follow the step protocol, with known answers.
 
 `LineCounter` keeps the count on one known direction of its state (rotated by a fixed random
 orthogonal matrix, so DAS has to find it). `ShiftCounter` keeps it as a one-hot position in a
@@ -82,3 +82,51 @@ class ShiftCounter(nn.Module):
         logits[:, self.resp] = 10.0 * (0.5 - at_zero)
         logits[:, self.eos] = 10.0 * (at_zero - 0.5)
         return logits
+
+
+def summing_transformer(task: Task, big: float = 10.0):
+    """A real `TransformerLM` (NPE, 2 layers, d = 6 + 2·vocab) with hand-set weights that solves the
+    task by re-reading its context, the paper's summing solution: layer 1 is a no-op, so resid.1
+    holds only each token's identity; layer 2 attends uniformly to the prefix and averages +1 per
+    demo token, −1 per response and a trigger marker; the head says EOS once the average count is 0
+    after the trigger. No position stores a running count.
+
+    Every stream vector is mirrored ([a, −a]), so LayerNorm's mean is 0 and its scale nearly
+    constant (set by the `big` pair), and the count's sign survives it."""
+    from numvars import models
+    from numvars.models import ModelConfig
+
+    if (task.resp_id == task.demo_ids).any():
+        raise ValueError("the summing network needs distinct demo and response tokens")
+    V = task.vocab_size
+    d = 6 + 2 * V
+    model = models.build(ModelConfig(arch="transformer", vocab_size=V, d_model=d, pos="none", n_layers=2), seed=0)
+    value = torch.zeros(V)
+    value[torch.as_tensor(task.demo_ids)], value[task.resp_id] = 1.0, -1.0
+    trigger = torch.zeros(V)
+    trigger[task.vocab["T"]] = 1.0
+    eye = torch.eye(V)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        for ln in (model.blocks[0].ln1, model.blocks[0].ln2, model.blocks[1].ln1, model.blocks[1].ln2, model.ln_f):
+            ln.weight.fill_(1.0)
+        emb = torch.zeros(V, d)
+        emb[:, 0], emb[:, 1] = big, -big
+        emb[:, 6:6 + V], emb[:, 6 + V:] = eye, -eye
+        model.embed.weight.copy_(emb)
+        scale = float(torch.sqrt(((emb[0] - emb[0].mean()) ** 2).mean() + 1e-5))   # LayerNorm's divisor of e_tok
+        attn = model.blocks[1].attn
+        w_v = torch.zeros(d, d)                       # values from the one-hot part of LN(e_tok) = e_tok / scale
+        w_v[2, 6:6 + V], w_v[3, 6:6 + V] = value * scale, -value * scale
+        w_v[4, 6:6 + V], w_v[5, 6:6 + V] = trigger * scale, -trigger * scale
+        attn.qkv.weight[2 * d:] = w_v                 # queries and keys stay 0: uniform causal attention
+        attn.proj.weight.copy_(torch.eye(d))
+        # head: hidden unit 0 = GELU(m' + 10) ≈ m' + 10, where m' is the normalised mean count
+        first, last = model.head[0], model.head[3]
+        first.weight[0, 2], first.bias[0] = 1.0, 10.0
+        threshold = 0.5 / (2 * task.spec.max_count + 3) / (big / (d / 2) ** 0.5)     # half the smallest m'
+        last.weight[task.resp_id, 0] = 1e4
+        last.bias[:] = -1e6
+        last.bias[task.resp_id], last.bias[task.vocab["EOS"]] = -1e4 * (10.0 + threshold), 0.0
+    return model.eval()

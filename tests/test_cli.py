@@ -1,4 +1,4 @@
-"""The command line (SPEC §7, §8): --help everywhere; mistakes are one line on stderr, exit 2, nothing written."""
+"""The command line: --help everywhere; mistakes are one line on stderr, exit 2, nothing written."""
 import shutil
 import subprocess
 import sys
@@ -12,6 +12,12 @@ from numvars import cli
 from conftest import TINY
 
 TINY_ARGS = [f"{k}={v}" for k, v in TINY.items()]
+
+
+def tiny_args(*overrides: str) -> list[str]:
+    """TINY_ARGS with `overrides` replacing keys they name (a key may be given only once)."""
+    named = {o.split("=")[0] for o in overrides}
+    return [a for a in TINY_ARGS if a.split("=")[0] not in named] + list(overrides)
 
 
 def snapshot(root: Path) -> dict[str, int]:
@@ -80,7 +86,7 @@ def test_train_help_lists_every_config_key(capsys):
 ])
 def test_bad_train_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, overrides, words):
     out_dir = tmp_path / "runs"
-    code, out, err = run_cli(capsys, "train", "--quiet", f"out={out_dir}", *TINY_ARGS, *overrides)
+    code, out, err = run_cli(capsys, "train", "--quiet", f"out={out_dir}", *tiny_args(*overrides))
     assert_one_line_error(code, err, *words)
     assert not out_dir.exists() and list(tmp_path.iterdir()) == []
 
@@ -134,7 +140,7 @@ def test_bad_eval_input_is_one_line_exit_2_and_writes_nothing(run_copy, capsys, 
     elif damage == "no_weights":
         weights.unlink()
     elif damage == "other_model":
-        io.save_tensors(weights, models.build(from_mapping({"arch": "lstm"}).model_config()).state_dict())
+        io.save_tensors(weights, models.build(from_mapping({"arch": "lstm"}).model).state_dict())
     elif damage == "bad_yaml":
         (run_copy / "config.yaml").write_text("model: [unclosed\n")
     elif damage == "no_config":

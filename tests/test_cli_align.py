@@ -1,4 +1,4 @@
-"""`numvars align` and `numvars fullswap` (SPEC §5, §7): results saved once, mistakes in one line."""
+"""`numvars align` and `numvars fullswap`: results saved once, mistakes in one line."""
 import json
 
 import pytest

@@ -1,8 +1,9 @@
-"""Models (SPEC §2, §9): the step path is the specification the fused kernels must equal."""
+"""Models: the step path is the specification the fused kernels must equal."""
 import pytest
 import torch
 
 from numvars import models
+from numvars.align.sites import RecurrentSite, get_site
 from numvars.errors import NumvarsError
 from numvars.models import ModelConfig
 from numvars.tasks import get_task
@@ -87,7 +88,7 @@ def test_lstm_state_has_size_d_with_h_and_c_halves():
     tokens = tokens_of(task, n=4)
     with torch.no_grad():
         states = model.states(tokens)
-        assert states.shape == (4, tokens.shape[1], 12) and model.state_size == 12
+        assert states.shape == (4, tokens.shape[1], 12)
         h_seq, (h_n, c_n) = model.rnn(model.embed(tokens))
         assert torch.allclose(states[..., :6], h_seq, atol=ATOL)           # h is the first half
         assert torch.allclose(states[:, -1, 6:], c_n[0], atol=ATOL)        # c is the second half
@@ -106,7 +107,7 @@ def test_gru_state_is_h_of_size_d():
 def test_builtin_rnns_follow_the_bring_your_own_model_protocol(arch):
     model, _ = make(arch)
     assert models.is_recurrent(model) and models.default_site(model) == "state"
-    assert model.site_names == ("state",)
+    assert isinstance(get_site(model), RecurrentSite)
     assert not models.is_recurrent(make("transformer")[0])
 
 
@@ -119,6 +120,10 @@ def test_transformer_forward_from_the_residual_after_layer_L_equals_forward(pos,
         assert torch.allclose(model.forward_from(model.residual(tokens, layer), layer), model(tokens), atol=ATOL)
     assert model.site_names == ("resid.0", "resid.1", "resid.2")
     assert models.default_site(model) == "resid.1"
+    with torch.no_grad():
+        acts = model.activations(tokens, f"resid.{layer}")
+        positions = torch.arange(tokens.shape[1]).expand(tokens.shape[0], -1)
+        assert torch.allclose(model.logits_from(f"resid.{layer}", acts, positions), model(tokens), atol=ATOL)
 
 
 @pytest.mark.parametrize("pos", ["rope", "none"])
@@ -197,7 +202,10 @@ def test_the_same_seed_builds_the_same_weights():
     (dict(arch="transformer", pos="sinusoid"), "unknown pos"),
     (dict(arch="transformer", d_model=12, n_heads=5), "heads"),
     (dict(arch="transformer", d_model=6, n_heads=2), "even"),       # RoPE needs even head size
-    (dict(arch="transformer", n_layers=0), ">= 1"),
+    (dict(arch="transformer", n_layers=0), "n_layers=0 must be in 1..48"),
+    (dict(arch="gru", d_model=100_000), "d_model=100000 must be in 1..2048"),
+    (dict(arch="gru", d_model=20.5), "cannot read d_model=20.5 as int"),
+    (dict(arch="gru", d_model="twenty"), "cannot read d_model"),
     (dict(arch="gru", head_dropout=1.0), "head_dropout"),
 ])
 def test_impossible_model_configs_are_one_line_errors(kw, message):

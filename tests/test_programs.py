@@ -1,4 +1,4 @@
-"""Symbolic programs and their counterfactuals (SPEC §4)."""
+"""Symbolic programs and their counterfactuals."""
 import pytest
 import torch
 
@@ -61,7 +61,7 @@ def test_swapping_count_at_t3_with_source_count_7_yields_7_more_R_then_EOS():
     cf = one("up_down", "BOS D D T R R EOS", "BOS D D D D D D D T R R R R R R R EOS", "count", t=3, u=8)
     assert (cf.base_value.item(), cf.source_value.item()) == (2, 7)
     assert words(cf.cont_roles[0]) == "R R R R R R R EOS"
-    assert cf.cont_scored[0].all() and cf.cont_len.item() == 8
+    assert cf.scored[0].all() and cf.cont_len.item() == 8
 
 
 def test_demo_phase_swap_adds_0_to_3_extra_demos_then_T_then_count_R():
@@ -70,7 +70,7 @@ def test_demo_phase_swap_adds_0_to_3_extra_demos_then_T_then_count_R():
     cf = P.counterfactuals("up_down", base.expand(n, -1), source.expand(n, -1), "count",
                            torch.full((n,), 2), torch.full((n,), 5), seed=0)
     extra = set()
-    for roles, scored in zip(cf.cont_roles, cf.cont_scored):
+    for roles, scored in zip(cf.cont_roles, cf.scored):
         k = words(roles).split().index("T")
         extra.add(k)
         assert words(roles) == " ".join(["D"] * k + ["T"] + ["R"] * (5 + k) + ["EOS"])
@@ -82,18 +82,18 @@ def test_no_trigger_demo_phase_swap_ends_demo_with_a_forced_unscored_R():
     cf = one("up_down", "D D D R R R EOS", "D D D D D R R R R R EOS", "count", t=0, u=4,
              max_extra_demo=0, trigger=False)
     assert words(cf.cont_roles[0]) == "R R R R R EOS"
-    assert cf.cont_scored[0].tolist() == [False, True, True, True, True, True]
+    assert cf.scored[0].tolist() == [False, True, True, True, True, True]
 
 
 def test_phase_swap_from_response_source_into_demo_base_starts_responding_now():
     cf = one("up_down", "BOS D D D T R R R EOS", "BOS D T R EOS", "phase", t=2, u=3)
-    assert words(cf.cont_roles[0]) == "R R EOS" and cf.cont_scored[0].all()
+    assert words(cf.cont_roles[0]) == "R R EOS" and cf.scored[0].all()
 
 
 def test_phase_swap_from_demo_source_into_response_base_continues_by_the_demo_rule():
     cf = one("up_down", "BOS D D D T R R R EOS", "BOS D D T R R EOS", "phase", t=5, u=1, max_extra_demo=0)
     assert words(cf.cont_roles[0]) == "T R R EOS"  # count 2 at the first R, then T, then 2 R
-    assert cf.cont_scored[0].tolist() == [False, True, True, True]
+    assert cf.scored[0].tolist() == [False, True, True, True]
 
 
 def test_up_up_resp_count_swap_shortens_the_response():
@@ -104,21 +104,22 @@ def test_up_up_resp_count_swap_shortens_the_response():
 
 def test_ctx_distributed_swap_in_response_phase_continues_as_the_base_itself():
     task, prog = get_task("multi_object", void_prob=0.2), P.get_program("ctx_distributed")
-    base, source, t, u, cf = P.make_pairs(task, prog, None, 500, seed=3, same_phase=True)
+    cf = P.make_pairs(task, prog, None, 500, seed=3, match="phase")
+    lengths = (cf.base_roles != PAD).sum(1)
     for i in range(500):
-        if base.roles[i, t[i]] in (TRIGGER, RESP):
-            own = base.roles[i, t[i] + 1:base.lengths[i]]
+        if cf.base_roles[i, cf.t[i]] in (TRIGGER, RESP):
+            own = cf.base_roles[i, cf.t[i] + 1:lengths[i]]
             assert torch.equal(cf.cont_roles[i, :cf.cont_len[i]], own)
-    assert (cf.base_value == -1).all()
+    assert (cf.base_value == -1).all() and cf.trivial.all()
 
 
 def test_full_swap_of_up_down_takes_the_count_from_the_same_phase_source():
     task, prog = get_task("single_object"), P.get_program("up_down")
-    base, source, t, u, cf = P.make_pairs(task, prog, None, 500, seed=4, same_phase=True)
-    assert torch.equal(cf.cf_state["phase"], P.trace(prog, source)["phase"].gather(1, u[:, None])[:, 0])
-    in_resp = cf.cf_state["phase"] == 1
+    cf = P.make_pairs(task, prog, None, 500, seed=4, match="phase")
+    assert torch.equal(cf.cf_vars["phase"], P.trace(prog, cf.source_roles)["phase"].gather(1, cf.u[:, None])[:, 0])
+    in_resp = cf.cf_vars["phase"] == 1
     n_resp = (cf.cont_roles == RESP).sum(1)
-    assert torch.equal(n_resp[in_resp], cf.cf_state["count"][in_resp])
+    assert torch.equal(n_resp[in_resp], cf.cf_vars["count"][in_resp])
 
 
 def test_per_row_variable_index_swaps_one_variable_per_pair():
@@ -153,7 +154,7 @@ class Countdown(Program):
 def test_a_user_written_program_gets_counterfactuals_and_pairs_for_free():
     cf = one(Countdown(), "BOS D D T R R EOS", "BOS D D D D T R R R R EOS", "left", t=3, u=5)
     assert words(cf.cont_roles[0]) == "R R R R EOS"
-    *_, cf = P.make_pairs(get_task("multi_object"), Countdown(), "left", 200, seed=0)
+    cf = P.make_pairs(get_task("multi_object"), Countdown(), "left", 200, seed=0)
     assert (cf.cont_roles.gather(1, cf.cont_len[:, None] - 1) == EOS).all()
 
 
@@ -171,11 +172,10 @@ def test_a_program_that_never_stops_is_named_in_the_error():
 def test_the_same_seed_gives_the_same_pairs_and_another_seed_does_not():
     task = get_task("multi_object", void_prob=0.2)
     a, b, c = (P.make_pairs(task, "up_down", "count", 300, seed=s) for s in (5, 5, 6))
-    (base_a, source_a, t_a, u_a, cf_a), (base_b, source_b, t_b, u_b, cf_b) = a, b
-    assert torch.equal(base_a.tokens, base_b.tokens) and torch.equal(source_a.tokens, source_b.tokens)
-    assert torch.equal(t_a, t_b) and torch.equal(u_a, u_b)
-    assert torch.equal(cf_a.cont_roles, cf_b.cont_roles) and torch.equal(cf_a.cont_scored, cf_b.cont_scored)
-    assert not torch.equal(t_a, c[2])
+    assert torch.equal(a.base, b.base) and torch.equal(a.source, b.source) and torch.equal(a.cont, b.cont)
+    assert torch.equal(a.t, b.t) and torch.equal(a.u, b.u)
+    assert torch.equal(a.cont_roles, b.cont_roles) and torch.equal(a.scored, b.scored)
+    assert not torch.equal(a.t, c.t)
 
 
 def test_positions_are_never_bos_eos_or_pad_and_cover_the_rest():
@@ -195,8 +195,8 @@ def test_same_phase_mask_follows_the_program_phase():
     assert mask[0].tolist() == [False, False, False, True, True, True, True]
 
 
-def test_one_per_row_pairs_split_the_variables():
-    *_, cf = P.make_pairs(get_task("single_object"), "up_down", ("count", "phase"), 400, seed=0, one_per_row=True)
+def test_joint_variable_pairs_each_swap_one_variable():
+    cf = P.make_pairs(get_task("single_object"), "up_down", ("count", "phase"), 400, seed=0)
     assert set(cf.var_index.tolist()) == {0, 1}
     assert len(cf.select(cf.var_index == 0)) + len(cf.select(cf.var_index == 1)) == 400
 
@@ -214,12 +214,28 @@ def test_unknown_names_and_bad_positions_are_one_line_errors():
 
 def test_counterfactuals_on_batches_agree_with_make_pairs_where_nothing_is_sampled():
     task = get_task("same_object", void_prob=0.2)
-    base, source, t, u, cf = P.make_pairs(task, "up_up", "demo_count", 300, seed=2)
-    again = P.counterfactuals("up_up", base, source, "demo_count", t, u, seed=99)
-    fixed = cf.cf_state["phase"] == 1  # responding already: no extra demo tokens are drawn
+    cf = P.make_pairs(task, "up_up", "demo_count", 300, seed=2)
+    again = P.counterfactuals("up_up", cf.base_roles, cf.source_roles, "demo_count", cf.t, cf.u, seed=99)
+    fixed = cf.cf_vars["phase"] == 1  # responding already: no extra demo tokens are drawn
     assert fixed.any() and (~fixed).any()
     m = min(cf.cont_roles.shape[1], again.cont_roles.shape[1])
     assert torch.equal(again.cont_len[fixed], cf.cont_len[fixed]) and m >= int(cf.cont_len[fixed].max())
     assert torch.equal(again.cont_roles[fixed, :m], cf.cont_roles[fixed, :m])
     # with a trigger every forced role is a DEMO or the T, so exactly the RESP and EOS are scored
-    assert torch.equal(cf.cont_scored, torch.isin(cf.cont_roles, torch.tensor([RESP, EOS])))
+    assert torch.equal(cf.scored, torch.isin(cf.cont_roles, torch.tensor([RESP, EOS])))
+
+
+def test_a_pair_is_trivial_exactly_when_its_continuation_equals_the_bases_own():
+    base, source = "BOS D D T R R EOS", "BOS D D D T R R R EOS"
+    same = one("up_down", base, source, "count", t=4, u=6)      # both hold count 1 there
+    other = one("up_down", base, source, "count", t=4, u=5)     # the source holds 2
+    assert same.trivial.tolist() == [True] and words(same.own_roles[0]) == "R EOS"
+    assert other.trivial.tolist() == [False] and words(other.cont_roles[0]) == "R R EOS"
+
+
+def test_pair_info_names_roles_phases_and_the_programs_response_length():
+    cf = one("up_down", "BOS D D T R R EOS", "BOS D D D T R R R EOS", "count", t=2, u=4, max_extra_demo=0)
+    row = cf.info().iloc[0]
+    assert (row.role_t, row.phase_t, row.role_u, row.phase_u) == ("DEMO", "demo", "TRIGGER", "T")
+    assert row.base_value == 2 and row.source_value == 3
+    assert row.cf_resp_len == 3 and not row.trivial

@@ -1,4 +1,4 @@
-"""`numvars reproduce` (SPEC §6–7): the grid, idempotent jobs, and a kill that costs nothing."""
+"""`numvars reproduce`: the grid, idempotent jobs, and a kill that costs nothing."""
 import os
 import signal
 import subprocess

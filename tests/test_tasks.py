@@ -1,4 +1,4 @@
-"""Tasks (SPEC §1): sequences, token ids, the task mask, held-out counts, seeding."""
+"""Tasks: sequences, token ids, the task mask, held-out counts, seeding."""
 import pytest
 import torch
 

@@ -1,2 +1,2 @@
-"""numvars: find symbol-like number variables inside neural networks (SPEC.md)."""
+"""numvars: find symbol-like number variables inside neural networks."""
 __version__ = "0.1.0"

@@ -8,14 +8,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import parse_overrides
 from .errors import NumvarsError
+from .options import split_words
 
-EPILOG_TRAIN = """config keys (key=value): task arch d_model seed void_prob bos trigger min_count max_count
-holdouts n_layers n_heads pos head_dropout lr warmup_steps min_lr batch_size steps_per_epoch
-max_epochs eval_per_count out device threads
 
-example: numvars train task=multi_object arch=gru d_model=20 seed=0 out=runs/"""
+def _train_epilog() -> str:
+    from .config import KEYS
+
+    by_section: dict[str, list[str]] = {}
+    for key, (section, _) in KEYS.items():
+        by_section.setdefault(section, []).append(key)
+    lines = [f"  {section:<10} {' '.join(keys)}" for section, keys in by_section.items()]
+    return ("config keys (key=value), by section:\n" + "\n".join(lines) +
+            "\n\nexamples:\n  numvars train task=multi_object arch=gru d_model=20 seed=0 out=runs/\n"
+            "  numvars train --from runs/RUN   (train again with a run's own config.yaml)")
 
 
 def _print_table(df, title: str | None = None) -> None:
@@ -25,14 +31,20 @@ def _print_table(df, title: str | None = None) -> None:
 
 
 def cmd_train(args) -> None:
-    from .config import from_mapping, parse_overrides
+    from . import io
+    from .config import RunConfig, from_mapping
     from .train import train
 
-    overrides = parse_overrides(args.overrides)
+    overrides = split_words(args.overrides)
     for flag in ("device", "threads"):
         if getattr(args, flag) is not None:
             overrides[flag] = str(getattr(args, flag))
-    cfg = from_mapping(overrides)
+    base = None
+    if args.from_run:
+        run_dir = Path(args.from_run)
+        base = RunConfig.from_sections(io.read_yaml(run_dir / "config.yaml"))
+        overrides.setdefault("out", str(run_dir.parent))
+    cfg = from_mapping(overrides, base)
     result = train(cfg, progress=not args.quiet)
     s = result.summary
     verb = "already trained" if result.skipped else "trained"
@@ -43,7 +55,7 @@ def cmd_train(args) -> None:
 def cmd_eval(args) -> None:
     from . import io
     from .evaluate import greedy_trials
-    from .experiment import load_run
+    from .jobs import load_run
 
     run_dir = Path(args.run_dir)
     model, task, cfg, _ = load_run(run_dir, require_trained=False)   # checks directory, config and weights
@@ -51,31 +63,19 @@ def cmd_eval(args) -> None:
         raise NumvarsError("--max-count and --per-count must be >= 1")
     result = greedy_trials(model, task, range(1, args.max_count + 1), args.per_count)
     table = result.by_count()
-    table["held_out"] = table["count"].isin(cfg.holdouts)
-    table["in_training_range"] = table["count"] <= cfg.max_count
+    table["held_out"] = table["count"].isin(cfg.task.holdouts)
+    table["in_training_range"] = table["count"] <= cfg.task.max_count
     path = io.write_table(run_dir / f"eval_max{args.max_count}_per{args.per_count}.csv", table)
     _print_table(table, f"free-running trial accuracy per count ({args.per_count} trials each)")
     print(f"overall {result.accuracy:.4f}; saved {path}")
 
 
-ALIGN_KEYS = {"program": str, "variable": str, "k": int, "map": str, "control": str, "site": str, "seed": int,
-              "n_train": int, "n_val": int, "n_test": int, "batch_size": int, "lr": float, "max_epochs": int,
-              "patience": int, "device": str}
-
-
-def _align_options(overrides: dict[str, str]) -> dict:
-    from .config import parse_typed
-
-    opts = {"program": "up_down", "variable": "count", **parse_typed(overrides, ALIGN_KEYS, "align")}
-    if opts.get("control") in ("", "none"):
-        opts.pop("control")
-    return opts
-
-
 def cmd_align(args) -> None:
-    from .experiment import align_run
+    from .align import DASOptions
+    from .jobs import align_run
+    from .options import parse, schema_of
 
-    opts = _align_options(parse_overrides(args.overrides))
+    opts = parse(split_words(args.overrides), schema_of(DASOptions), "align")
     result, path, skipped = align_run(args.run_dir, progress=not args.quiet, **opts)
     s = result
     print(f"{'reused' if skipped else 'aligned'}: program={s['program']} variables={','.join(s['variables'])} "
@@ -89,9 +89,11 @@ def cmd_align(args) -> None:
 
 
 def cmd_fullswap(args) -> None:
-    from .experiment import full_swap_run
+    from .align import FullSwapOptions
+    from .jobs import full_swap_run
+    from .options import parse, schema_of
 
-    opts = parse_overrides(args.overrides)
+    opts = parse(split_words(args.overrides), schema_of(FullSwapOptions), "fullswap")
     summary, path, skipped = full_swap_run(args.run_dir, **opts)
     print(f"{'reused' if skipped else 'full swap'} at {summary['site']} ({summary['n']} pairs, same phase):")
     for program, value in summary["iia_by_program"].items():
@@ -122,14 +124,18 @@ def cmd_report(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .align.protocol import DASOptions, FullSwapOptions, help_lines
+
     p = argparse.ArgumentParser(prog="numvars", description="Find symbol-like number variables in neural networks.")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train one model to the trial-accuracy criterion",
-                       description="Train a model with next-token prediction (SPEC §3). Finished runs are skipped, "
-                                   "interrupted ones resume.", epilog=EPILOG_TRAIN,
+                       description="Train a model with next-token prediction. Finished runs are skipped, "
+                                   "interrupted ones resume.", epilog=_train_epilog(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("overrides", nargs="*", metavar="key=value")
+    t.add_argument("--from", dest="from_run", metavar="RUN_DIR", default=None,
+                   help="start from a run's config.yaml (key=value overrides still apply)")
     t.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
     t.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default 1)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -144,9 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     a = sub.add_parser("align", help="DAS: align a program variable with a trained run",
-                       description="Distributed Alignment Search (SPEC §5). Results are saved under "
+                       description="Distributed Alignment Search. Results are saved under "
                                    "RUN_DIR/align/ and reused on rerun.",
-                       epilog="keys (key=value): " + " ".join(ALIGN_KEYS) + "\n\nexamples:\n"
+                       epilog="keys (key=value):\n" + help_lines(DASOptions) + "\n\nexamples:\n"
                               "  numvars align runs/RUN program=up_down variable=count k=10\n"
                               "  numvars align runs/RUN variable=count,phase k=5 map=linear\n"
                               "  numvars align runs/RUN control=untrained   (also: random, identity)",
@@ -158,8 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fullswap", help="full-state swap test (Context-Distributed vs cumulative)",
                        description="Swap the whole state at a site between runs of the same phase and score the "
-                                   "continuation against ctx_distributed (unchanged) and up_down (SPEC §5.4).",
-                       epilog="keys: site n seed")
+                                   "continuation against ctx_distributed (unchanged) and up_down.",
+                       epilog="keys (key=value):\n" + help_lines(FullSwapOptions),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     f.add_argument("run_dir")
     f.add_argument("overrides", nargs="*", metavar="key=value")
     f.set_defaults(func=cmd_fullswap)
@@ -190,12 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from .train import resolve_device, setup_threads
+        from .runtime import setup_threads
 
         threads = getattr(args, "threads", None)
         if threads is not None and threads < 1:
             raise NumvarsError(f"--threads {threads} must be >= 1")
-        setup_threads(threads or 1, resolve_device("cpu"))
+        setup_threads(threads or 1)
         args.func(args)
     except NumvarsError as e:
         print(f"numvars: error: {e}", file=sys.stderr)

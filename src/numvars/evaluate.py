@@ -1,4 +1,4 @@
-"""Trial accuracy (SPEC §3): greedy generation after the trigger, every response and EOS exact."""
+"""Trial accuracy: greedy generation after the trigger, every response and EOS exact."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -31,7 +31,7 @@ class TrialResult:
 
 def sequence_logits(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     """Logits (B, L, V) predicting each next token. A model that only follows the step protocol
-    (initial_state, step, readout; SPEC §9) is run step by step."""
+    (initial_state, step, readout) is run step by step."""
     if type(model).forward is not nn.Module.forward:
         return model(tokens)
     states = step_states(model, tokens)                                 # (B, L, d)

@@ -1,19 +1,26 @@
-"""Figures of the analyses (SPEC §6): each `fig_*` returns (figure, one-sentence caption) or
-raises `Skip` when its inputs are empty. Labelled axes with units, a title (TITLES) and a caption
-for every figure; matplotlib through `Figure` objects only (no global backend).
+"""Figures: each `fig_*` takes data frames (or arrays) and returns (figure, one-sentence caption),
+or raises `Skip` when its inputs are empty. Figures choose nothing and load nothing: the analyses
+hand them exactly what to draw. Labelled axes with units, a title (TITLES) and a caption for every
+figure; matplotlib through `Figure` objects only (no global backend).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
+from scipy import stats
 
-from .analysis import (ARCHS, COLORS, IIA_LABEL, TASKS, TRAIN_MAX_COUNT, Skip, _default_alignment, _where,
-                       pearson)
-from .errors import NumvarsError
+from .models import ARCHS
+from .tasks import VARIANTS
+
+TASKS = tuple(VARIANTS)
+TRAIN_MAX_COUNT = 20
+IIA_LABEL = "IIA (fraction of pairs)"
+COLORS = {"gru": "#1f77b4", "lstm": "#2ca02c", "transformer": "#d62728"}
+
+
+class Skip(Exception):
+    """A figure that cannot be drawn from these inputs; the message says why."""
 
 # ---------------------------------------------------------------------------------------------
 # Figures: each returns (figure, caption) or raises Skip
@@ -41,8 +48,8 @@ def _label(program: str, variable: str) -> str:
         (program, variable), f"{program} {variable}")
 
 
-def fig_iia(table: pd.DataFrame, d_model: int):
-    t = _default_alignment(table.assign(d_model=d_model))
+def fig_iia(t: pd.DataFrame, d_model: int):
+    """t: the IIA table at d_model, one alignment per condition (orthogonal, k = d/2)."""
     if t.empty:
         raise Skip(f"no IIA rows at d_model={d_model}, variant default, control none")
     series = sorted({(p, v) for p, v in zip(t["program"], t["variable"])},
@@ -130,10 +137,19 @@ def fig_dynamics(dyn: pd.DataFrame):
     axes[0][2].set_xlabel("trial accuracy (fraction of trials)")
     axes[0][2].set_ylabel(IIA_LABEL)
     axes[0][0].legend(fontsize=8)
-    r, _ = pearson(dyn["trial_accuracy"], dyn["iia"])
+    r = _pearson_r(dyn["trial_accuracy"], dyn["iia"])
     axes[0][2].set_title(f"pooled Pearson r = {r:.2f}" if np.isfinite(r) else "pooled Pearson r = n/a")
     return fig, ("Trial accuracy and Up-Down count IIA at each saved checkpoint, one line per run (log epoch axis), "
                  "and their pooled correlation.")
+
+
+def _pearson_r(x, y) -> float:
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(stats.pearsonr(x, y)[0])
 
 
 def fig_gradience_heatmap(grid: pd.DataFrame, d_model: int):
@@ -186,68 +202,13 @@ def fig_oor(table: pd.DataFrame, d_model: int):
                  f"right of the dashed line lie beyond the training range 1–{TRAIN_MAX_COUNT}.")
 
 
-def _run_dir(root: Path, run_dir) -> Path | None:
-    """A run directory as recorded (absolute, or relative to the working directory or the results)."""
-    for path in (Path(str(run_dir)), root / str(run_dir), root.parent / str(run_dir)):
-        if (path / "config.yaml").is_file():
-            return path
-    return None
-
-
-def _pick_runs(runs: pd.DataFrame, arch: str, variants, d_model: int) -> list[tuple[str, pd.Series]]:
-    """(variant, run row) for each variant present: Multi-Object first, the closest d, the lowest seed."""
-    picked = []
-    for variant in variants:
-        rows = _where(runs, arch=arch, variant=variant)
-        if rows.empty:
-            continue
-        rank = rows.assign(_task=rows["task"] != "multi_object", _gap=(rows["d_model"] - d_model).abs())
-        picked.append((variant, rank.sort_values(["_task", "_gap", "seed"]).iloc[0]))
-    return picked
-
-
-def _load(root: Path, row: pd.Series):
-    from .experiment import load_run          # deferred: it imports the alignment machinery
-    path = _run_dir(root, row["run_dir"])
-    if path is None:
-        return None
-    try:
-        model, task, _, _ = load_run(path, require_trained=False)
-    except NumvarsError:
-        return None
-    return model.cpu(), task
-
-
-def pca_states(model, task, n: int = 200, seed: int = 0) -> dict:
-    """Hidden states at non-PAD positions of n sequences (counts 1..20), projected on their top PCs."""
-    from .programs import get_program, trace
-    from .tasks import PAD
-    batch = task.sample(n, seed=seed, counts=range(1, TRAIN_MAX_COUNT + 1))
-    with torch.no_grad():
-        states = model.states(batch.tokens)                      # (B, L, d)
-    keep = batch.roles != PAD
-    x = states[keep].double().numpy()
-    x = x - x.mean(0)
-    _, s, vt = np.linalg.svd(x, full_matrices=False)
-    program = trace(get_program("up_down"), batch.roles)
-    return {"pcs": x @ vt[:2].T, "explained": s ** 2 / (s ** 2).sum(), "d_model": int(states.shape[-1]),
-            "count": program["count"][keep].numpy(), "phase": program["phase"][keep].numpy()}
-
-
-def fig_pca(root: Path, runs: pd.DataFrame, d_model: int, table: list):
-    found = []
-    for arch in ("gru", "lstm"):
-        for _, row in _pick_runs(runs, arch, ("default",), d_model)[:1]:
-            loaded = _load(root, row)
-            if loaded is not None and callable(getattr(loaded[0], "states", None)):
-                found.append((row, pca_states(*loaded)))
+def fig_pca(found: list):
+    """found: (run row, PCA result) pairs, as `analysis.inspect.pca_inputs` returns them."""
     if not found:
         raise Skip("no loadable GRU or LSTM run directory (variant default) to read hidden states from")
     fig, axes = _figure(len(found), 2, width=4.6, height=3.8)
     for (row, res), (ax_count, ax_phase) in zip(found, axes):
         ev, d = res["explained"], res["d_model"]
-        table.extend({"run_name": row["run_name"], "arch": row["arch"], "task": row["task"], "d_model": d,
-                      "pc": i + 1, "explained_variance": float(v)} for i, v in enumerate(ev[:5]))
         pc1, pc2 = res["pcs"][:, 0], res["pcs"][:, 1] if res["pcs"].shape[1] > 1 else np.zeros(len(res["pcs"]))
         points = ax_count.scatter(pc1, pc2, c=res["count"], cmap="viridis", s=6)
         fig.colorbar(points, ax=ax_count, label="Up-Down count (tokens)")
@@ -263,17 +224,8 @@ def fig_pca(root: Path, runs: pd.DataFrame, d_model: int, table: list):
                  "two principal components and coloured by the Up-Down program's count (left) and phase (right).")
 
 
-def fig_attention(root: Path, runs: pd.DataFrame, d_model: int):
-    maps = []
-    for variant, row in _pick_runs(runs, "transformer", ("default", "npe"), d_model):
-        loaded = _load(root, row)
-        if loaded is not None and callable(getattr(loaded[0], "attention_weights", None)):
-            model, task = loaded
-            batch = task.sample(1, seed=0, counts=[5])
-            length = int(batch.lengths[0])
-            weights = model.attention_weights(batch.tokens[:, :length])[:, 0]      # (n_layers, H, L, L)
-            names = {i: name for name, i in task.vocab.items()}
-            maps.append((variant, row, weights.numpy(), [names[int(t)] for t in batch.tokens[0, :length]]))
+def fig_attention(maps: list):
+    """maps: (variant, run row, weights (n_layers, H, L, L), token names), from `analysis.inspect`."""
     if not maps:
         raise Skip("no loadable Transformer run directory to read attention weights from")
     n_layers = max(w.shape[0] for _, _, w, _ in maps)
@@ -296,9 +248,3 @@ def fig_attention(root: Path, runs: pd.DataFrame, d_model: int):
     return fig, ("Causal attention weights of each layer and head for one Multi-Object sequence with count 5 "
                  "(rows: query tokens, columns: key tokens), for the RoPE transformer and, where it ran, the one "
                  "without positional encoding (npe).")
-
-
-# ---------------------------------------------------------------------------------------------
-# Driver
-
-

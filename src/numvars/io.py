@@ -1,8 +1,10 @@
 """Atomic file writes and careful reads: a result is either whole on disk or absent."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -18,18 +20,51 @@ _UMASK = os.umask(0o022)   # read the process umask (there is no getter) and put
 os.umask(_UMASK)
 
 
-def write_atomic(path: Path, write) -> Path:
-    """Call write(tmp_path) and move the result into place: the file is whole or absent."""
+def _os_error(e: Exception, path, doing: str) -> NumvarsError:
+    code = getattr(e, "errno", None)
+    if code is None:                       # safetensors reports "... (os error 28)" in a SafetensorError
+        found = re.search(r"os error (\d+)", str(e))
+        code = int(found.group(1)) if found else None
+    why = {errno.EFBIG: "the file is larger than this process may write (a file-size limit)",errno.ENOSPC: "the disk is full; free some space", errno.EDQUOT: "the disk quota is exceeded",
+           errno.EROFS: "the file system is read-only; choose another folder",
+           errno.EACCES: "permission denied; choose a folder you can write to",
+           errno.EPERM: "permission denied; choose a folder you can write to",
+           errno.ENOTDIR: "a file stands where a folder should be; choose another path",
+           errno.EEXIST: "a file stands where a folder should be; choose another path"}
+    detail = getattr(e, "strerror", None) or " ".join(str(e).split())[:100] or type(e).__name__
+    return NumvarsError(f"cannot {doing} {path}: {why.get(code, detail)}")
+
+
+def ensure_writable_dir(path) -> Path:
+    """Create the folder if needed and check that files can be written in it (before long work)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _os_error(e, path, "create the folder") from None
+    if not path.is_dir():
+        raise NumvarsError(f"{path} is a file, not a folder; choose another path")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise NumvarsError(f"cannot write in {path}: permission denied; choose a folder you can write to")
+    return path
+
+
+def write_atomic(path: Path, write) -> Path:
+    """Call write(tmp_path) and move the result into place: the file is whole or absent. An OS
+    failure (a full disk, a read-only folder) is a one-line error, and no partial file is left."""
+    path = Path(path)
+    ensure_writable_dir(path.parent)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)     # mkstemp makes files private (0600); give results normal permissions
         os.replace(tmp, path)
+    except (OSError, SafetensorError) as e:
+        raise _os_error(e, path, "write") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
 
@@ -58,10 +93,6 @@ def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str
     return write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def save_torch(path, obj) -> Path:
-    return write_atomic(path, lambda tmp: torch.save(obj, tmp))
-
-
 def read_json(path) -> dict:
     try:
         return json.loads(Path(path).read_text())
@@ -83,14 +114,22 @@ def read_yaml(path) -> dict:
     return data
 
 
+def _retrain(weights: Path) -> str:
+    """The command that recovers a run whose weights are missing or bad."""
+    run_dir = weights.parent.parent if weights.parent.name == "checkpoints" else weights.parent
+    if (run_dir / "config.yaml").is_file():
+        return f"retrain it with `numvars train --from {run_dir}`"
+    return "train the run first"
+
+
 def load_tensors(path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise NumvarsError(f"weights file {path} is missing; train the run first")
+        raise NumvarsError(f"weights file {path} is missing; {_retrain(path)}")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise NumvarsError(f"weights file {path} is corrupt ({str(e).splitlines()[0]}); delete it and retrain") from None
+        raise NumvarsError(f"weights file {path} is corrupt ({str(e).splitlines()[0]}); {_retrain(path)}") from None
 
 
 def read_table(path) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""The reproduction report (SPEC §6): one self-contained HTML page, RESULTS/report.html.
+"""The reproduction report: one self-contained HTML page, RESULTS/report.html.
 
 It states what ran (meta.json, runs.csv), sets our headline numbers beside the paper's Figure 2,
 and shows every analysis with its figure, caption and a small table. Figures are embedded as
@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import analysis, io
+from .figures import TRAIN_MAX_COUNT
 
 # Read off the paper's Figure 2 (hidden size 20; approximate): (Up-Down count, Up-Up best count, full swap).
 PAPER_FIG2 = {
@@ -258,7 +259,7 @@ def _oor_rows(t) -> str:
     oor = t["oor"]
     rows = []
     for (arch, task), g in oor.groupby(["arch", "task"], sort=False):
-        inside, beyond = g[g["count"] <= analysis.TRAIN_MAX_COUNT], g[g["count"] > analysis.TRAIN_MAX_COUNT]
+        inside, beyond = g[g["count"] <= TRAIN_MAX_COUNT], g[g["count"] > TRAIN_MAX_COUNT]
         rows.append([arch, task, _num(inside["mean"].mean()), _num(beyond["mean"].mean()), int(g["n"].max())])
     return _table(rows, ["arch", "task", "accuracy, counts 1–20", "accuracy, counts 21–30", "seeds"])
 

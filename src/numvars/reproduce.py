@@ -1,4 +1,4 @@
-"""The experiment grid (SPEC §6–7): presets, idempotent jobs, and the raw tables they produce.
+"""The experiment grid: presets, idempotent jobs, and the raw tables they produce.
 
 `reproduce(preset)` trains every run of the grid, evaluates it, aligns it, and collects the raw
 tables under RESULTS/tables/; `numvars.analysis` and `numvars.report` then build the figures and
@@ -21,7 +21,8 @@ from . import __version__, io
 from .config import from_mapping
 from .errors import NumvarsError
 from .evaluate import greedy_trials
-from .experiment import align_run, full_swap_run, load_run
+from .jobs import align_run, full_swap_run, load_run
+from .runtime import resolve_device, setup_threads
 from .train import train
 
 ALIGNMENTS = (("up_down", "count"), ("up_up", "demo_count"), ("up_up", "resp_count"))
@@ -178,7 +179,6 @@ def reproduce(preset: str | Preset = "quick", out=None, device: str = "auto", th
     Returns the report path."""
     from .analysis import analyze
     from .report import render
-    from .train import resolve_device, setup_threads
 
     if isinstance(preset, str) and preset not in PRESETS:
         raise NumvarsError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")

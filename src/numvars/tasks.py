@@ -1,4 +1,4 @@
-"""Numeric-equivalence tasks (SPEC §1): see n demo tokens, a trigger, emit n responses and EOS.
+"""Numeric-equivalence tasks: see n demo tokens, a trigger, emit n responses and EOS.
 
 A task variant is data (`TaskSpec`), not a subclass. Generation is vectorized with numpy and
 seeded. Besides the tokens, every batch carries the *role* of each position (BOS, DEMO, VOID,
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from . import options
 from .errors import NumvarsError
 
 # Roles of positions; programs consume and emit these.
@@ -29,6 +30,7 @@ VARIANTS = {
     "same_object": (("C",), "C"),
 }
 DEFAULT_HOLDOUTS = (4, 9, 14, 17)
+MAX_COUNT = 250     # sequences are 2n + 3 tokens; longer ones make every batch and DAS cache huge
 
 
 @dataclass(frozen=True)
@@ -44,15 +46,17 @@ class TaskSpec:
     holdouts: tuple[int, ...] = DEFAULT_HOLDOUTS
 
     def __post_init__(self):
+        options.canonicalize(self)
+        object.__setattr__(self, "holdouts", tuple(sorted(set(self.holdouts))))
         if self.name not in VARIANTS:
             raise NumvarsError(f"unknown task {self.name!r}; choose one of {', '.join(VARIANTS)}")
         if not 0.0 <= self.void_prob < 1.0:
             raise NumvarsError(f"void_prob={self.void_prob} must be in [0, 1); e.g. void_prob=0.2")
         if not 1 <= self.min_count <= self.max_count:
             raise NumvarsError(f"need 1 <= min_count <= max_count, got {self.min_count}..{self.max_count}")
+        options.check_range("max_count", self.max_count, 1, MAX_COUNT, "sequences are 2·max_count + 3 tokens long")
         if not self.trigger and self.name == "same_object":
             raise NumvarsError("same_object needs trigger=true: without T its demo and response are the same token")
-        object.__setattr__(self, "holdouts", tuple(sorted(int(h) for h in self.holdouts)))
         if not self.train_counts:
             raise NumvarsError("every count in min_count..max_count is held out; shorten holdouts")
 

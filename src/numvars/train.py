@@ -1,9 +1,10 @@
-"""Training (SPEC §3): next-token prediction on fresh samples until every evaluation trial is right.
+"""Training: next-token prediction on fresh samples until every evaluation trial is right.
 
 A run directory holds config.yaml, model.safetensors, checkpoints/, metrics.parquet and
-summary.json. While training, resume.pt holds everything needed to continue bit-identically
-(model, optimiser, scheduler, RNG state, metrics so far); a killed run resumes from it, and a
-finished run is skipped.
+summary.json. While training, resume.safetensors holds everything needed to continue
+bit-identically (model, optimiser, scheduler, RNG state, metrics so far; see `resume`); a killed
+run resumes from it. A finished run (summary.json written and model.safetensors loadable) is
+skipped; one whose weights went missing or bad is trained again.
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import io, models
-from .config import RunConfig
+from . import io, models, resume
+from .config import RunConfig, TrainConfig
 from .errors import NumvarsError
 from .evaluate import trial_accuracy
+from .runtime import resolve_device, setup_threads
 from .tasks import PAD
 
 CRITERION = 0.9999
@@ -34,20 +36,7 @@ class RunResult:
     skipped: bool = False
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise NumvarsError("device=cuda but no CUDA GPU is visible; use device=cpu")
-    return torch.device(name)
-
-
-def setup_threads(threads: int, device: torch.device) -> None:
-    if device.type == "cpu" and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)   # tiny models: one thread is fastest and stable here
-
-
-def lr_factor(step: int, cfg: RunConfig) -> float:
+def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up to lr over warmup_steps, then inverse-square-root decay, floored at min_lr."""
     if step < cfg.warmup_steps:
         factor = (step + 1) / cfg.warmup_steps
@@ -68,46 +57,51 @@ def next_token_loss(model, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def run_dir_for(cfg: RunConfig) -> Path:
-    return Path(cfg.out) / cfg.run_name()
+    return Path(cfg.placement.out) / cfg.run_name()
+
+
+def is_finished(run_dir: Path) -> bool:
+    """summary.json is written last; the run counts as finished only if its weights load too."""
+    if not (run_dir / "summary.json").is_file():
+        return False
+    try:
+        models.load(run_dir)
+    except NumvarsError:
+        return False
+    return True
 
 
 def train(cfg: RunConfig, progress: bool = True) -> RunResult:
     """Train one run to the criterion or the epoch budget; skip it if finished, resume it if not."""
     run_dir = run_dir_for(cfg)
-    if (run_dir / "summary.json").is_file():
+    if is_finished(run_dir):
         return RunResult(run_dir, io.read_json(run_dir / "summary.json"), skipped=True)
-    device = resolve_device(cfg.device)
-    setup_threads(cfg.threads, device)
-    task = cfg.make_task()
-    model = models.build(cfg.model_config(), seed=cfg.seed).to(device)
-    torch.manual_seed(cfg.seed)                      # dropout's stream, saved and restored on resume
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    rows, epoch, elapsed = [], 0, 0.0
-    resume = run_dir / "resume.pt"
-    if resume.is_file():
-        try:
-            state = torch.load(resume, map_location="cpu", weights_only=False)
-        except Exception as e:
-            raise NumvarsError(f"{resume} is unreadable ({type(e).__name__}); delete it to restart the run") from None
-        model.load_state_dict(state["model"]), opt.load_state_dict(state["opt"]), sched.load_state_dict(state["sched"])
-        torch.set_rng_state(state["rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:   # dropout draws from the GPU's generator
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        rows, epoch, elapsed = state["rows"], state["epoch"], state["elapsed"]
-    else:
+    device = resolve_device(cfg.placement.device)
+    setup_threads(cfg.placement.threads, device)
+    io.ensure_writable_dir(run_dir)
+    (run_dir / "summary.json").unlink(missing_ok=True)     # weights missing or bad: this run is not finished
+    tc, task = cfg.train, cfg.make_task()
+    model = models.build(cfg.model, seed=tc.seed).to(device)
+    torch.manual_seed(tc.seed)                       # dropout's stream, saved and restored on resume
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc))
+    cuda = device if device.type == "cuda" else None
+    info = resume.load(run_dir, model, opt, sched, cuda)
+    if info is None:
         io.write_yaml(run_dir / "config.yaml", cfg.sections())
-    save_at = checkpoint_epochs(cfg.max_epochs)
-    eval_counts = range(cfg.min_count, cfg.max_count + 1)   # held-out counts included
-    start, last_save = time.perf_counter() - elapsed, time.perf_counter()
-    bar = tqdm(total=cfg.max_epochs, initial=epoch, disable=not progress, desc=cfg.run_name(), unit="ep", leave=False)
+        info = {"rows": [], "epoch": 0, "elapsed": 0.0}
+    rows, epoch = info["rows"], info["epoch"]
+    save_at = checkpoint_epochs(tc.max_epochs)
+    eval_counts = range(cfg.task.min_count, cfg.task.max_count + 1)   # held-out counts included
+    start, last_save = time.perf_counter() - info["elapsed"], time.perf_counter()
+    bar = tqdm(total=tc.max_epochs, initial=epoch, disable=not progress, desc=cfg.run_name(), unit="ep", leave=False)
     acc = rows[-1]["trial_accuracy"] if rows else 0.0
     model.train()
-    while epoch < cfg.max_epochs and acc < CRITERION:
+    while epoch < tc.max_epochs and acc < CRITERION:
         losses = []
-        for _ in range(cfg.steps_per_epoch):
-            step = epoch * cfg.steps_per_epoch + len(losses)
-            tokens = task.sample(cfg.batch_size, seed=[cfg.seed, step]).tokens.to(device)
+        for _ in range(tc.steps_per_epoch):
+            step = epoch * tc.steps_per_epoch + len(losses)
+            tokens = task.sample(tc.batch_size, seed=[tc.seed, step]).tokens.to(device)
             loss = next_token_loss(model, tokens)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -115,22 +109,30 @@ def train(cfg: RunConfig, progress: bool = True) -> RunResult:
             sched.step()
             losses.append(loss.detach())
         epoch += 1
-        acc = trial_accuracy(model, task, eval_counts, cfg.eval_per_count, device=device).accuracy
-        rows.append({"epoch": epoch, "step": epoch * cfg.steps_per_epoch, "loss": float(torch.stack(losses).mean()),
+        mean_loss = float(torch.stack(losses).mean())
+        if not math.isfinite(mean_loss):
+            _diverged(run_dir, epoch, tc)
+        acc = trial_accuracy(model, task, eval_counts, tc.eval_per_count, device=device).accuracy
+        rows.append({"epoch": epoch, "step": epoch * tc.steps_per_epoch, "loss": mean_loss,
                      "lr": sched.get_last_lr()[0], "trial_accuracy": acc, "seconds": time.perf_counter() - start,
                      "checkpoint": epoch in save_at or acc >= CRITERION})
         if rows[-1]["checkpoint"]:
             io.save_tensors(run_dir / "checkpoints" / f"epoch_{epoch:06d}.safetensors", model.state_dict())
         if time.perf_counter() - last_save > RESUME_EVERY_S:
-            io.save_torch(resume, {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                                   "rng": torch.get_rng_state(), "rows": rows, "epoch": epoch,
-                                   "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                                   "elapsed": time.perf_counter() - start})
+            resume.save(run_dir, model, opt, sched, {"rows": rows, "epoch": epoch,
+                                                     "elapsed": time.perf_counter() - start}, cuda)
             last_save = time.perf_counter()
         bar.update(1)
-        bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", acc=f"{acc:.3f}")
+        bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{acc:.3f}")
     bar.close()
     return RunResult(run_dir, _finish(run_dir, cfg, model, rows, device))
+
+
+def _diverged(run_dir: Path, epoch: int, tc) -> None:
+    saved = sorted((run_dir / "checkpoints").glob("epoch_*.safetensors"))
+    last = f"the last good checkpoint is {saved[-1]}" if saved else "no checkpoint was saved before it"
+    raise NumvarsError(f"the training loss became non-finite in epoch {epoch} (lr={tc.lr:g}); nothing of that "
+                       f"epoch was saved and {last}; train again with a smaller lr")
 
 
 def _finish(run_dir: Path, cfg: RunConfig, model, rows: list[dict], device) -> dict:
@@ -142,8 +144,8 @@ def _finish(run_dir: Path, cfg: RunConfig, model, rows: list[dict], device) -> d
     last = rows[-1]
     summary = {"run_id": cfg.run_id(), "run_name": cfg.run_name(), "reached_criterion": last["trial_accuracy"] >= CRITERION,
                "epochs": last["epoch"], "steps": last["step"], "trial_accuracy": last["trial_accuracy"],
-               "seconds": round(last["seconds"], 2), "device": str(device), "threads": cfg.threads,
+               "seconds": round(last["seconds"], 2), "device": str(device), "threads": cfg.placement.threads,
                "torch": torch.__version__}
     io.write_json(run_dir / "summary.json", summary)   # written last: its presence means "finished"
-    (run_dir / "resume.pt").unlink(missing_ok=True)
+    resume.remove(run_dir)
     return summary

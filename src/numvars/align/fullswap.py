@@ -1,4 +1,4 @@
-"""The full-state swap (SPEC §5.4): the test that tells context-distributed from cumulative.
+"""The full-state swap: the test that tells context-distributed from cumulative.
 
 Swap the whole site state at base position t with a source state at u of the same phase. The
 Context-Distributed program stores nothing, so it predicts the base continuation is unchanged;
@@ -13,13 +13,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..programs import get_program
+from ..programs import get_program, make_pairs
 from ..tasks import Task
-from .search import score
 from .maps import make_map
-from .pairs import cache_pairs, make_pairset
-from ..errors import NumvarsError
-from .sites import frozen, get_site
+from .protocol import FullSwapOptions
+from .scoring import score
+from .sites import cache, frozen, get_site
 
 
 @dataclass
@@ -37,22 +36,21 @@ class FullSwapResult:
 
 
 @torch.no_grad()
-def full_swap(model: nn.Module, task: Task, programs=("ctx_distributed", "up_down"), site: str | None = None,
-              n: int = 1000, seed: int = 0, counts=None, device: str = "cpu") -> FullSwapResult:
-    """Swap the whole state and score the model's continuation against each program's prediction."""
-    if n < 1 or seed < 0:
-        raise NumvarsError(f"n={n} must be >= 1 and seed={seed} >= 0")
+def full_swap(model: nn.Module, task: Task, programs=("ctx_distributed", "up_down"), counts=None,
+              **opts) -> FullSwapResult:
+    """Swap the whole state and score the model's continuation against each program's prediction;
+    `opts` are `FullSwapOptions` fields (site, n, seed, device)."""
+    o = FullSwapOptions(**opts)
     scores, frames = {}, []
-    with frozen(model, device):
-        at = get_site(model, site)
-        identity, everything = make_map("identity", at.size, seed).to(device), torch.ones(1, at.size, device=device)
+    with frozen(model, o.device):
+        at = get_site(model, o.site)
+        identity, everything = make_map("identity", at.size, o.seed).to(o.device), torch.ones(1, at.size,
+                                                                                                device=o.device)
         for name in programs:
             program = get_program(name)
-            pairs = make_pairset(task, program, None, n, seed, counts, same_phase=True)   # same seed: same pairs
-            cache = cache_pairs(at, pairs, device)
-            verdict = score(at, identity, everything, cache, pairs.scored.to(device), pairs.var_index.to(device),
-                            free=False)
+            sampled = make_pairs(task, program, None, o.n, o.seed, counts, match="phase")   # same seed: same pairs
+            verdict = score(at, identity, everything, cache(at, sampled.to(o.device)), free=False)
             scores[program.name] = float(verdict.correct.float().mean())
-            frames.append(pairs.info.assign(program=program.name, correct=verdict.correct.numpy()))
+            frames.append(sampled.info().assign(program=program.name, correct=verdict.correct.numpy()))
     first = get_program(programs[0]).name
-    return FullSwapResult(scores[first], scores, at.name, n, seed, pd.concat(frames, ignore_index=True))
+    return FullSwapResult(scores[first], scores, at.name, o.n, o.seed, pd.concat(frames, ignore_index=True))

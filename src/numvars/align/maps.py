@@ -1,6 +1,6 @@
 """Alignment maps: small modules with `forward` (into the aligned basis) and `inverse`.
 
-The interchange intervention of SPEC §5.1 composes a map with a mask:
+The interchange intervention composes a map with a mask:
     b' = A⁻¹((1 − M)·A b + M·A s)
 Orthogonal maps use torch's orthogonal parametrization; wrap a DAS step in
 `torch.nn.utils.parametrize.cached()` so the matrix is computed once per step, not per use.
@@ -13,7 +13,7 @@ from torch.nn.utils import parametrizations
 
 from ..errors import NumvarsError
 
-MAPS = ("orthogonal", "linear")
+from .protocol import MAPS
 
 
 def random_orthogonal(d: int, generator: torch.Generator) -> Tensor:

@@ -1,45 +1,43 @@
 """Intervention sites: where a state is read, replaced, and the run continued from.
 
-A site turns a set of pairs into a cache computed once (the base state at t, the source state
-at u, and whatever the continuation needs), then runs only what an intervention changes:
-- `state` (any model with the step protocol): the recurrent state after token t. The fast path
-  continues through the fused kernel (`run_from`) when the model has one; the plain path steps
-  token by token. A test proves they agree.
-- `resid.L` (Transformer): the residual stream after L blocks at position t. The stream of the
-  counterfactual sequence before the intervention is cached; a step replaces position t and runs
-  blocks L.. only.
-Both return logits (N, M, V) where [:, j] predicts the j-th continuation token.
+Every site follows one small protocol: `name`, `size`, and
+    cache(pairs)            -> dict of tensors computed once per pair set (they do not depend on
+                               the alignment): at least "base" (N, d), the base state at t, and
+                               "source" (N, d), the source state at u;
+    run(pairs, state)       -> logits (N, M, V), [:, j] predicting the j-th continuation token,
+                               when the base's state at t is replaced by `state`;
+    free_run(pairs, state, scored) -> (N, M) greedy predictions, the model's own tokens fed back
+                               at scored positions.
+
+Two kinds of model get sites without any change to numvars:
+- the step protocol (`initial_state`, `step`, `readout`): site `state`, the recurrent state after
+  token t. The fast path continues through a fused kernel (`run_from`) when the model has one; the
+  plain path steps token by token. A test proves they agree.
+- the named-site protocol (`site_names`, `activations(tokens, site)`, `logits_from(site, acts,
+  positions)`), e.g. the Transformer's `resid.L`: the stream of the counterfactual sequence
+  before the intervention is cached; a step replaces position t and runs what follows the site.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import NumvarsError
-from ..models import TransformerLM, default_site, is_recurrent, step_states
+from ..models import default_site, is_recurrent, step_states
+from ..programs import Pairs
 from ..tasks import PAD
-
-
-@dataclass
-class Cache:
-    base: Tensor          # (N, d) base state at t
-    source: Tensor        # (N, d) source state at u
-    cont: Tensor          # (N, M) continuation tokens after t (PAD-filled)
-    t: Tensor             # (N,)
-    resid: Tensor | None = None   # (N, Lc, d) transformer: the counterfactual sequence's stream
-    prefix: Tensor | None = None  # (N, Lc) transformer: base[:t+1] + cont, PAD-filled
-
-    def select(self, idx) -> "Cache":
-        pick = lambda x: None if x is None else x[idx]  # noqa: E731
-        return Cache(*(pick(getattr(self, f)) for f in ("base", "source", "cont", "t", "resid", "prefix")))
 
 
 def _gather(seq: Tensor, pos: Tensor) -> Tensor:
     """seq (N, L, d), pos (N,) → (N, d)."""
     return seq[torch.arange(len(pos), device=seq.device), pos]
+
+
+def has_named_sites(model: nn.Module) -> bool:
+    return all(callable(getattr(model, m, None)) for m in ("activations", "logits_from")) and \
+        bool(getattr(model, "site_names", ()))
 
 
 class RecurrentSite:
@@ -60,40 +58,36 @@ class RecurrentSite:
         return step_states(self.model, tokens)
 
     @torch.no_grad()
-    def cache(self, base: Tensor, t: Tensor, source: Tensor, u: Tensor, cont: Tensor) -> Cache:
-        return Cache(base=_gather(self.states(base), t), source=_gather(self.states(source), u), cont=cont, t=t)
+    def cache(self, pairs: Pairs) -> dict[str, Tensor]:
+        return {"base": _gather(self.states(pairs.base), pairs.t), "source": _gather(self.states(pairs.source), pairs.u)}
 
-    def run(self, cache: Cache, state: Tensor) -> Tensor:
+    def run(self, pairs: Pairs, state: Tensor) -> Tensor:
         if self.fast:
-            return self.model.run_from(state, cache.cont[:, :-1])
+            return self.model.run_from(state, pairs.cont[:, :-1])
         logits = []
-        for j in range(cache.cont.shape[1]):
+        for j in range(pairs.cont.shape[1]):
             logits.append(self.model.readout(state))
-            state = self.model.step(cache.cont[:, j], state)
+            state = self.model.step(pairs.cont[:, j], state)
         return torch.stack(logits, dim=1)
 
     @torch.no_grad()
-    def free_run(self, cache: Cache, state: Tensor, scored: Tensor) -> Tensor:
-        """Greedy continuation: the model's own token at scored positions, the forced one elsewhere."""
+    def free_run(self, pairs: Pairs, state: Tensor, scored: Tensor) -> Tensor:
         out = []
-        for j in range(cache.cont.shape[1]):
+        for j in range(pairs.cont.shape[1]):
             pred = self.model.readout(state).argmax(-1)
-            token = torch.where(scored[:, j], pred, cache.cont[:, j])
             out.append(pred)
-            state = self.model.step(token, state)
+            state = self.model.step(torch.where(scored[:, j], pred, pairs.cont[:, j]), state)
         return torch.stack(out, dim=1)
 
 
-class ResidualSite:
-    def __init__(self, model: TransformerLM, layer: int):
-        if not 0 <= layer <= model.cfg.n_layers:
-            raise NumvarsError(f"site resid.{layer} does not exist; this model has resid.0..resid.{model.cfg.n_layers}")
-        self.model, self.layer = model, layer
-        self.name = f"resid.{layer}"
+class StreamSite:
+    """A named site of a model with the named-site protocol (a residual stream, say)."""
 
-    @property
-    def size(self) -> int:
-        return self.model.cfg.d_model
+    def __init__(self, model: nn.Module, name: str):
+        self.model, self.name = model, name
+        with torch.no_grad():
+            probe = torch.zeros(1, 1, dtype=torch.long, device=_device(model))
+            self.size = int(model.activations(probe, name).shape[-1])
 
     @staticmethod
     def splice(base: Tensor, t: Tensor, cont: Tensor) -> Tensor:
@@ -107,33 +101,52 @@ class ResidualSite:
         return torch.where(pos <= t[:, None] + m, spliced, PAD)
 
     @torch.no_grad()
-    def cache(self, base: Tensor, t: Tensor, source: Tensor, u: Tensor, cont: Tensor) -> Cache:
-        prefix = self.splice(base, t, cont)
-        resid = self.model.residual(prefix, self.layer)
-        src = _gather(self.model.residual(source, self.layer), u)
-        return Cache(base=_gather(resid, t), source=src, cont=cont, t=t, resid=resid, prefix=prefix)
+    def cache(self, pairs: Pairs) -> dict[str, Tensor]:
+        prefix = self.splice(pairs.base, pairs.t, pairs.cont)
+        acts = self.model.activations(prefix, self.name)
+        source = _gather(self.model.activations(pairs.source, self.name), pairs.u)
+        return {"base": _gather(acts, pairs.t), "source": source, "acts": acts, "prefix": prefix}
 
-    def _logits_after(self, resid: Tensor, t: Tensor, state: Tensor, m: int) -> Tensor:
-        rows = torch.arange(len(t), device=resid.device)
-        resid = resid.index_put((rows, t), state)                  # out of place: keeps the graph to `state`
-        final = self.model.final_stream(resid, self.layer)         # (N, Lc, d)
-        pos = t[:, None] + torch.arange(m, device=t.device)[None, :]
-        # the head only where predictions are read: positions t .. t+m-1
-        return self.model.unembed(final.gather(1, pos.unsqueeze(-1).expand(-1, -1, final.shape[-1])))
+    def _logits_after(self, acts: Tensor, t: Tensor, state: Tensor, m: int) -> Tensor:
+        rows = torch.arange(len(t), device=acts.device)
+        acts = acts.index_put((rows, t), state)                    # out of place: keeps the graph to `state`
+        positions = t[:, None] + torch.arange(m, device=t.device)[None, :]
+        return self.model.logits_from(self.name, acts, positions)
 
-    def run(self, cache: Cache, state: Tensor) -> Tensor:
-        return self._logits_after(cache.resid, cache.t, state, cache.cont.shape[1])
+    def run(self, pairs: Pairs, state: Tensor) -> Tensor:
+        return self._logits_after(pairs.states["acts"], pairs.t, state, pairs.cont.shape[1])
 
     @torch.no_grad()
-    def free_run(self, cache: Cache, state: Tensor, scored: Tensor) -> Tensor:
-        seq, out = cache.prefix.clone(), []
-        rows, m = torch.arange(len(cache.t), device=seq.device), cache.cont.shape[1]
+    def free_run(self, pairs: Pairs, state: Tensor, scored: Tensor) -> Tensor:
+        seq, out = pairs.states["prefix"].clone(), []
+        rows, m = torch.arange(len(pairs.t), device=seq.device), pairs.cont.shape[1]
         for j in range(m):
-            resid = self.model.residual(seq, self.layer)           # later tokens changed: recompute
-            pred = self._logits_after(resid, cache.t, state, j + 1)[:, j].argmax(-1)
+            acts = self.model.activations(seq, self.name)          # later tokens changed: recompute
+            pred = self._logits_after(acts, pairs.t, state, j + 1)[:, j].argmax(-1)
             out.append(pred)
-            seq[rows, cache.t + 1 + j] = torch.where(scored[:, j], pred, cache.cont[:, j])
+            seq[rows, pairs.t + 1 + j] = torch.where(scored[:, j], pred, pairs.cont[:, j])
         return torch.stack(out, dim=1)
+
+
+def _device(model: nn.Module) -> torch.device:
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def _pad_cat(xs: list[Tensor]) -> Tensor:
+    """Concatenate chunks along rows; per-chunk sequence widths differ, so pad dim 1 to the widest."""
+    if xs[0].dim() < 2:
+        return torch.cat(xs)
+    width = max(x.shape[1] for x in xs)
+    value = PAD if xs[0].dtype == torch.long else 0.0
+    return torch.cat([torch.nn.functional.pad(x, (0, 0) * (x.dim() - 2) + (0, width - x.shape[1]), value=value)
+                      for x in xs])
+
+
+def cache(site, pairs: Pairs, chunk: int = 4096) -> Pairs:
+    """The pairs with the site's cached states, built in chunks (states do not depend on the alignment)."""
+    parts = [site.cache(pairs.select(slice(i, i + chunk))) for i in range(0, len(pairs), chunk)]
+    return pairs.with_states({key: _pad_cat([p[key] for p in parts]) for key in parts[0]})
 
 
 @contextmanager
@@ -144,8 +157,7 @@ def frozen(model: nn.Module, device):
     Everything is restored on exit: mode, requires_grad flags and device."""
     was_training = model.training
     flags = [p.requires_grad for p in model.parameters()]
-    first = next(model.parameters(), None)
-    home = first.device if first is not None else torch.device("cpu")
+    home = _device(model)
     model.eval().to(device)
     for m in model.modules():
         if isinstance(m, nn.RNNBase) and (m.num_layers == 1 or m.dropout == 0):
@@ -161,15 +173,15 @@ def frozen(model: nn.Module, device):
 
 
 def get_site(model: nn.Module, name: str | None = None):
-    """The site object for a model and a site name (default: `state` for RNNs, `resid.1` for Transformers)."""
+    """The site object for a model and a site name (default: the model's own default site)."""
     name = name or default_site(model)
-    if isinstance(model, TransformerLM):
-        head, _, layer = name.partition(".")
-        if head != "resid" or not layer.isdigit():
-            raise NumvarsError(f"unknown site {name!r} for a Transformer; use resid.L, e.g. resid.1")
-        return ResidualSite(model, int(layer))
+    if has_named_sites(model):
+        if name not in model.site_names:
+            raise NumvarsError(f"unknown site {name!r}; this model's sites: {', '.join(model.site_names)}")
+        return StreamSite(model, name)
     if is_recurrent(model):
         if name != "state":
             raise NumvarsError(f"unknown site {name!r} for a recurrent model; its site is 'state'")
         return RecurrentSite(model)
-    raise NumvarsError("this model has no intervention site: implement initial_state, step and readout (SPEC §9)")
+    raise NumvarsError("this model has no intervention site: implement initial_state, step and readout, or "
+                       "site_names, activations and logits_from (see docs/concepts.md)")

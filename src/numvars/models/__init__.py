@@ -1,4 +1,4 @@
-"""Models (SPEC §2): GRU, LSTM and Transformer language models, and loading trained runs."""
+"""Models: GRU, LSTM and Transformer language models, and loading trained runs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,9 +34,9 @@ def is_recurrent(model: nn.Module) -> bool:
 
 
 def default_site(model: nn.Module) -> str:
-    if isinstance(model, TransformerLM):
-        return f"resid.{min(1, model.cfg.n_layers)}"
-    return "state"
+    """A model's own `default_site`, else its first named site, else `state` (the step protocol)."""
+    named = getattr(model, "default_site", None) or next(iter(getattr(model, "site_names", ())), None)
+    return named or "state"
 
 
 def load_weights(model: nn.Module, path) -> nn.Module:

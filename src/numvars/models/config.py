@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .. import options
 from ..errors import NumvarsError
 
 ARCHS = ("gru", "lstm", "transformer")
 POSITIONAL = ("rope", "none")
+MAX_D_MODEL = 2048   # the paper's largest is 96; beyond this the d×d alignment maps and the models outgrow memory
+MAX_LAYERS = 48
 
 
 @dataclass(frozen=True)
@@ -20,17 +23,21 @@ class ModelConfig:
     head_dropout: float = 0.5  # dropout on the hidden layer of the MLP head
 
     def __post_init__(self):
+        options.canonicalize(self)
         if self.arch not in ARCHS:
             raise NumvarsError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
         if self.d_model < 1:
             raise NumvarsError(f"d_model={self.d_model} must be a positive integer, e.g. d_model=20")
+        options.check_range("d_model", self.d_model, 1, MAX_D_MODEL,
+                            "the paper's largest is 96; larger states outgrow memory and the d×d alignment maps")
+        options.check_range("vocab_size", self.vocab_size, 1, 100_000)
         if self.arch == "lstm" and self.d_model % 2:
             raise NumvarsError(f"LSTM state [h; c] splits d_model in halves; d_model={self.d_model} must be even")
         if self.arch == "transformer":
             if self.pos not in POSITIONAL:
                 raise NumvarsError(f"unknown pos {self.pos!r}; choose rope or none")
-            if self.n_layers < 1 or self.n_heads < 1:
-                raise NumvarsError("n_layers and n_heads must be >= 1")
+            options.check_range("n_layers", self.n_layers, 1, MAX_LAYERS)
+            options.check_range("n_heads", self.n_heads, 1, self.d_model, "each head needs at least one unit")
             if self.d_model % self.n_heads or (self.pos == "rope" and (self.d_model // self.n_heads) % 2):
                 raise NumvarsError(f"d_model={self.d_model} must split into n_heads={self.n_heads} heads of even size")
         if not 0 <= self.head_dropout < 1:

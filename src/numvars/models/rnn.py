@@ -1,4 +1,4 @@
-"""GRU and LSTM language models with the step protocol of SPEC §9.
+"""GRU and LSTM language models with the step protocol (docs/concepts.md).
 
 Training and bulk evaluation use the fused kernels (`nn.GRU`, `nn.LSTM`); `step` writes out
 the same cell equations by hand from the same weights. The plain step path is the
@@ -29,19 +29,13 @@ def step_states(model: nn.Module, tokens: Tensor) -> Tensor:
 class RecurrentLM(nn.Module):
     """Embedding → one recurrent cell → MLP head. Subclasses supply the cell."""
 
-    site_names = ("state",)
-
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
 
-    @property
-    def state_size(self) -> int:
-        return self.cfg.d_model
-
     def initial_state(self, batch_size: int) -> Tensor:
-        return self.embed.weight.new_zeros(batch_size, self.state_size)
+        return self.embed.weight.new_zeros(batch_size, self.cfg.d_model)
 
     def forward(self, tokens: Tensor) -> Tensor:
         """Logits (B, L, V) predicting token j+1 from tokens[:, :j+1]."""

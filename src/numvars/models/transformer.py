@@ -1,8 +1,9 @@
 """A small causal pre-LayerNorm Transformer with RoPE or no positional encoding (NPE).
 
-Site `resid.L` is the residual stream after L blocks (resid.0 = embeddings; the paper
-intervenes at resid.1 of 2 layers). `forward_from(resid, L)` runs the blocks after L, which is
-all an intervention at `resid.L` needs.
+It names its intervention sites (the named-site protocol of `numvars.align.sites`): `resid.L` is
+the residual stream after L blocks (resid.0 = embeddings; the paper intervenes at resid.1 of 2
+layers). `activations(tokens, site)` reads a site and `logits_from(site, acts, positions)` runs
+everything after it, which is all an intervention needs.
 """
 from __future__ import annotations
 
@@ -69,14 +70,29 @@ class TransformerLM(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.head = MLPHead(cfg.d_model, cfg.d_model, cfg.vocab_size, cfg.head_dropout)
 
+    # --- the named-site protocol ---------------------------------------------------------------
     @property
     def site_names(self) -> tuple[str, ...]:
         return tuple(f"resid.{layer}" for layer in range(self.cfg.n_layers + 1))
 
     @property
-    def state_size(self) -> int:
-        return self.cfg.d_model
+    def default_site(self) -> str:
+        return f"resid.{min(1, self.cfg.n_layers)}"
 
+    def activations(self, tokens: Tensor, site: str) -> Tensor:
+        """The residual stream at `site` for every position: (B, L, d)."""
+        return self.residual(tokens, self._layer(site))
+
+    def logits_from(self, site: str, acts: Tensor, positions: Tensor) -> Tensor:
+        """Logits (B, P, V) at positions (B, P), from the whole stream at `site` (B, L, d)."""
+        final = self.final_stream(acts, self._layer(site))                          # (B, L, d)
+        # the head only where predictions are read
+        return self.unembed(final.gather(1, positions.unsqueeze(-1).expand(-1, -1, final.shape[-1])))
+
+    def _layer(self, site: str) -> int:
+        return self.site_names.index(site)
+
+    # --- plain use -----------------------------------------------------------------------------
     def residual(self, tokens: Tensor, layer: int) -> Tensor:
         """The residual stream after `layer` blocks: (B, L, d)."""
         x = self.embed(tokens)

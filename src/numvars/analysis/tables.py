@@ -1,30 +1,19 @@
-"""Analyses of a results directory (SPEC §6): derived tables and figures.
-
-`analyze(results_dir)` reads the raw tables that `numvars reproduce` wrote to RESULTS/tables/,
-drops every run that never reached the accuracy criterion (listed in the `dropped` table), and
-writes RESULTS/analysis/<name>.csv and .parquet, RESULTS/figures/<name>.png and
-RESULTS/figures/captions.json. A figure whose inputs are empty is skipped, not an error: the
-`figures` table records why, and the report says so.
-
-Means over seeds carry a 95% confidence interval from the t-distribution (NaN with one seed).
-Matplotlib is used through `Figure` objects only (the Agg canvas), so importing this module
-changes no global backend.
-"""
+"""Derived tables of a results directory: the raw tables read and checked, dropped runs set apart,
+and one table per analysis (IIA per condition with its controls, size sweep, dynamics, gradience,
+out-of-range accuracy, variants, and the paper's headline measures)."""
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from . import io
-from .align import CONTROLS
-from .errors import NumvarsError
-from .models import ARCHS
-from .tasks import VARIANTS
+from .. import io
+from ..align import CONTROLS
+from ..errors import NumvarsError
+from ..models import ARCHS
+from ..tasks import VARIANTS
+from .stats import STATS, pearson, summarize
 
 # Wall-clock times live apart (tables/timings.csv), so a resumed reproduction gives identical tables.
 RAW = {
@@ -39,51 +28,6 @@ RAW = {
                   "correct"),
 }
 TASKS = tuple(VARIANTS)
-STATS = ("mean", "ci_low", "ci_high", "n")
-TRAIN_MAX_COUNT = 20
-IIA_LABEL = "IIA (fraction of pairs)"
-COLORS = {"gru": "#1f77b4", "lstm": "#2ca02c", "transformer": "#d62728"}
-
-
-class Skip(Exception):
-    """A figure that cannot be drawn from these inputs; the message says why."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Statistics
-
-
-def mean_ci(values, confidence: float = 0.95) -> dict:
-    """Mean and t-distribution confidence interval over seeds; the interval is NaN below 2 values."""
-    x = np.asarray(pd.Series(values, dtype=float).dropna())
-    n = len(x)
-    mean = float(x.mean()) if n else math.nan
-    if n < 2:
-        return {"mean": mean, "ci_low": math.nan, "ci_high": math.nan, "n": n}
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
-    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
-
-
-def pearson(x, y) -> tuple[float, float]:
-    """(r, p) of scipy.stats.pearsonr, or (NaN, NaN) with fewer than 3 points or a constant input."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return math.nan, math.nan
-    r, p = stats.pearsonr(x, y)
-    return float(r), float(p)
-
-
-def summarize(df: pd.DataFrame, keys: list[str], value: str = "iia") -> pd.DataFrame:
-    """One row per group of `keys`: the value averaged per run first, then mean and CI over runs."""
-    if df.empty:      # keep the key dtypes, so merging this with a non-empty table still works
-        return df[keys].iloc[:0].assign(**{s: pd.Series(dtype=float) for s in STATS})
-    per_run = df.groupby([*keys, "run_name"], as_index=False, dropna=False)[value].mean()
-    rows = [{**dict(zip(keys, group)), **mean_ci(g[value])}
-            for group, g in per_run.groupby(keys, dropna=False, sort=True)]
-    return pd.DataFrame(rows, columns=[*keys, *STATS])
-
 
 # ---------------------------------------------------------------------------------------------
 # Inputs
@@ -120,21 +64,21 @@ def load_results(results_dir) -> tuple[dict[str, pd.DataFrame], dict]:
     return tables, meta
 
 
-def _keep_trained(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def keep_trained(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     runs = tables["runs"]
     kept = set(runs.loc[runs["reached_criterion"], "run_name"])
     return {name: df[df["run_name"].isin(kept)].reset_index(drop=True) for name, df in tables.items()}
 
 
-def _where(df: pd.DataFrame, **equal) -> pd.DataFrame:
+def where(df: pd.DataFrame, **equal) -> pd.DataFrame:
     mask = np.ones(len(df), dtype=bool)
     for col, value in equal.items():
         mask &= (df[col] == value).to_numpy()
     return df[mask]
 
 
-def _default_alignment(df: pd.DataFrame) -> pd.DataFrame:
-    """The SPEC's default DAS: an orthogonal map (where one ran) with k = d/2 (or the k nearest it)."""
+def default_alignment(df: pd.DataFrame) -> pd.DataFrame:
+    """The default DAS: an orthogonal map (where one ran) with k = d/2 (or the k nearest it)."""
     if df.empty:
         return df
     if (df["map"] == "orthogonal").any():
@@ -153,7 +97,7 @@ def _with_best_count(iia: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([iia, best], ignore_index=True)
 
 
-def _order(df: pd.DataFrame) -> pd.DataFrame:
+def order(df: pd.DataFrame) -> pd.DataFrame:
     rank = {name: i for i, name in enumerate((*ARCHS, *TASKS))}
     cols = [c for c in ("arch", "task") if c in df.columns]
     return df.sort_values(cols, key=lambda s: s.map(lambda v: rank.get(v, 99)), kind="stable").reset_index(drop=True)
@@ -166,7 +110,7 @@ def _order(df: pd.DataFrame) -> pd.DataFrame:
 def iia_table(iia: pd.DataFrame, fullswap: pd.DataFrame, d_model: int = 20) -> pd.DataFrame:
     """Arch × task × program/variable at d_model, variant default: mean, CI and n over seeds, with the
     controls' means and the Context-Distributed full-swap IIA beside."""
-    sel = _with_best_count(_where(iia, d_model=d_model, variant="default"))
+    sel = _with_best_count(where(iia, d_model=d_model, variant="default"))
     keys = ["arch", "task", "program", "variable", "map", "k"]
     table = summarize(sel[sel["control"] == "none"], keys)
     for control in CONTROLS:
@@ -176,44 +120,44 @@ def iia_table(iia: pd.DataFrame, fullswap: pd.DataFrame, d_model: int = 20) -> p
     swap = fullswap_table(fullswap, d_model)
     swap = swap[swap["is_default_site"] & (swap["program"] == "ctx_distributed")]
     swap = swap[["arch", "task", *STATS]].rename(columns={s: f"fullswap_{s}" for s in STATS})
-    return _order(table.merge(swap, on=["arch", "task"], how="left"))
+    return order(table.merge(swap, on=["arch", "task"], how="left"))
 
 
 def fullswap_table(fullswap: pd.DataFrame, d_model: int = 20) -> pd.DataFrame:
-    table = summarize(_where(fullswap, d_model=d_model, variant="default"), ["arch", "task", "site", "program"])
+    table = summarize(where(fullswap, d_model=d_model, variant="default"), ["arch", "task", "site", "program"])
     default = table["site"].isin(["state", "resid.1"])
     lone = table.groupby(["arch", "task"])["site"].transform("nunique") == 1
-    return _order(table.assign(is_default_site=(default | lone).astype(bool)))
+    return order(table.assign(is_default_site=(default | lone).astype(bool)))
 
 
 def variants_table(iia: pd.DataFrame, fullswap: pd.DataFrame, d_model: int = 20) -> pd.DataFrame:
     """Up-Down count IIA and the Context-Distributed full swap per task/model variant (default, npe,
     void, ...) at d_model, for every (arch, task) that has a non-default variant."""
-    sel = _default_alignment(_where(iia, d_model=d_model, program="up_down", variable="count", control="none"))
-    swap = _where(fullswap, d_model=d_model, program="ctx_distributed")
+    sel = default_alignment(where(iia, d_model=d_model, program="up_down", variable="count", control="none"))
+    swap = where(fullswap, d_model=d_model, program="ctx_distributed")
     keys = ["arch", "task", "variant"]
     table = summarize(sel, keys).merge(
         summarize(swap, keys).rename(columns={s: f"fullswap_{s}" for s in STATS}), on=keys, how="outer")
     varied = table.loc[table["variant"] != "default", ["arch", "task"]].drop_duplicates()
-    return _order(table.merge(varied, on=["arch", "task"]))
+    return order(table.merge(varied, on=["arch", "task"]))
 
 
 def headline(iia_tab: pd.DataFrame, swap_tab: pd.DataFrame, d_model: int = 20) -> pd.DataFrame:
     """The paper's Figure 2 measures, long format: arch, task, measure, mean, ci_low, ci_high, n."""
-    t = _default_alignment(iia_tab.assign(d_model=d_model))
+    t = default_alignment(iia_tab.assign(d_model=d_model))
     parts = []
     for measure, (program, variable) in {"up_down_count": ("up_down", "count"),
                                          "up_up_best_count": ("up_up", "best_count")}.items():
-        parts.append(_where(t, program=program, variable=variable)[["arch", "task", *STATS]].assign(measure=measure))
+        parts.append(where(t, program=program, variable=variable)[["arch", "task", *STATS]].assign(measure=measure))
     swap = swap_tab[swap_tab["is_default_site"].astype(bool) & (swap_tab["program"] == "ctx_distributed")]
     parts.append(swap[["arch", "task", *STATS]].assign(measure="full_swap"))
     out = pd.concat(parts, ignore_index=True)[["arch", "task", "measure", *STATS]]
-    return _order(out.drop_duplicates(["arch", "task", "measure"]))
+    return order(out.drop_duplicates(["arch", "task", "measure"]))
 
 
 def size_sweep(iia: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Up-Down count IIA vs d_model for GRU Multi-Object: (summary with control means, per-run points)."""
-    sel = _default_alignment(_where(iia, arch="gru", task="multi_object", variant="default", program="up_down",
+    sel = default_alignment(where(iia, arch="gru", task="multi_object", variant="default", program="up_down",
                                     variable="count"))
     points = sel[sel["control"] == "none"].groupby(["d_model", "run_name", "seed"], as_index=False)["iia"].mean()
     table = summarize(sel[sel["control"] == "none"], ["d_model"])
@@ -231,7 +175,7 @@ def dynamics_tables(dyn: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if not dyn.empty:
         pooled.append({"scope": "all", **_pearson_row(dyn)})
     cols = ["r", "p", "n"]
-    return (_order(pd.DataFrame(per_run, columns=[*keys, *cols])), pd.DataFrame(pooled, columns=["scope", *cols]))
+    return (order(pd.DataFrame(per_run, columns=[*keys, *cols])), pd.DataFrame(pooled, columns=["scope", *cols]))
 
 
 def _pearson_row(g: pd.DataFrame) -> dict:
@@ -241,8 +185,8 @@ def _pearson_row(g: pd.DataFrame) -> dict:
 
 def gradience_tables(grad: pd.DataFrame, d_model: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(IIA by base × source value, GRU Multi-Object at d_model; IIA by |base − source| per d_model)."""
-    gru = _where(grad, arch="gru", task="multi_object", variant="default")
-    grid = (_where(gru, d_model=d_model).groupby(["base_value", "source_value"], as_index=False)
+    gru = where(grad, arch="gru", task="multi_object", variant="default")
+    grid = (where(gru, d_model=d_model).groupby(["base_value", "source_value"], as_index=False)
             .agg(iia=("correct", "mean"), pairs=("correct", "size")))
     diff = gru.groupby(["d_model", "abs_diff"], as_index=False).agg(iia=("correct", "mean"), pairs=("correct", "size"))
     return grid, diff
@@ -250,71 +194,12 @@ def gradience_tables(grad: pd.DataFrame, d_model: int = 20) -> tuple[pd.DataFram
 
 def oor_table(oor: pd.DataFrame, d_model: int = 20) -> pd.DataFrame:
     """Trial accuracy by count (1..30) per arch × task at d_model, variant default: mean and CI over seeds."""
-    return _order(summarize(_where(oor, d_model=d_model, variant="default"), ["arch", "task", "count"],
+    return order(summarize(where(oor, d_model=d_model, variant="default"), ["arch", "task", "count"],
                             value="accuracy"))
 
 
 def dropped_table(runs: pd.DataFrame) -> pd.DataFrame:
     cols = ["run_name", "arch", "task", "variant", "d_model", "seed", "epochs", "trial_accuracy", "run_dir"]
-    return _order(runs.loc[~runs["reached_criterion"], cols])
+    return order(runs.loc[~runs["reached_criterion"], cols])
 
 
-OUTPUTS = ("runs", "dropped", "iia_table", "fullswap", "headline", "variants", "size_sweep", "size_points", "dynamics_runs",
-           "dynamics_pooled", "gradience_grid", "gradience_diff", "oor", "pca", "figures")
-
-
-def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
-    """All SPEC §6 analyses of RESULTS (tables/ → analysis/ and figures/); returns the derived tables.
-    d_model is the main model size (default: the preset's, from meta.json, else 20)."""
-    root = Path(results_dir)
-    raw, meta = load_results(root)
-    d_model = d_model or int(meta.get("config", {}).get("d_model", 20))
-    from .figures import (fig_attention, fig_dynamics, fig_gradience_diff, fig_gradience_heatmap, fig_iia,
-                          fig_oor, fig_pca, fig_size_sweep)   # deferred: figures builds on this module
-    t = _keep_trained(raw)
-    out = {"runs": t["runs"], "dropped": dropped_table(raw["runs"])}
-    out["iia_table"] = iia_table(t["iia"], t["fullswap"], d_model)
-    out["fullswap"] = fullswap_table(t["fullswap"], d_model)
-    out["headline"] = headline(out["iia_table"], out["fullswap"], d_model)
-    out["variants"] = variants_table(t["iia"], t["fullswap"], d_model)
-    out["size_sweep"], out["size_points"] = size_sweep(t["iia"])
-    out["dynamics_runs"], out["dynamics_pooled"] = dynamics_tables(t["dynamics"])
-    out["gradience_grid"], out["gradience_diff"] = gradience_tables(t["gradience"], d_model)
-    out["oor"] = oor_table(t["oor"], d_model)
-    pca_rows: list[dict] = []
-    makers = {
-        "iia": lambda: fig_iia(out["iia_table"], d_model),
-        "size_sweep": lambda: fig_size_sweep(out["size_sweep"], out["size_points"]),
-        "dynamics": lambda: fig_dynamics(t["dynamics"]),
-        "gradience_heatmap": lambda: fig_gradience_heatmap(out["gradience_grid"], d_model),
-        "gradience_diff": lambda: fig_gradience_diff(out["gradience_diff"]),
-        "oor": lambda: fig_oor(out["oor"], d_model),
-        "pca": lambda: fig_pca(root, t["runs"], d_model, pca_rows),
-        "attention": lambda: fig_attention(root, t["runs"], d_model),
-    }
-    out["figures"] = pd.DataFrame([_draw(root / "figures", name, make) for name, make in makers.items()])
-    out["pca"] = pd.DataFrame(pca_rows, columns=["run_name", "arch", "task", "d_model", "pc", "explained_variance"])
-    for name in OUTPUTS:
-        io.write_table(root / "analysis" / f"{name}.csv", out[name])
-        io.write_table(root / "analysis" / f"{name}.parquet", out[name])
-    done = out["figures"][out["figures"]["status"] == "ok"]
-    io.write_text(root / "figures" / "captions.json",
-                  json.dumps(dict(zip(done["name"], done["caption"])), indent=2, ensure_ascii=False) + "\n")
-    return out
-
-
-def _draw(folder: Path, name: str, make) -> dict:
-    from .figures import TITLES
-
-    path = folder / f"{name}.png"
-    try:
-        fig, caption = make()
-    except Skip as why:
-        path.unlink(missing_ok=True)             # never leave a stale figure from an earlier run
-        return {"name": name, "title": TITLES[name], "file": "", "caption": "", "status": "skipped",
-                "reason": str(why)}
-    fig.suptitle(TITLES[name])
-    # io's atomic write, for bytes; "tight" keeps a title wider than narrow panels inside the image
-    io.write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", pad_inches=0.15))
-    return {"name": name, "title": TITLES[name], "file": f"figures/{name}.png", "caption": caption, "status": "ok",
-            "reason": ""}

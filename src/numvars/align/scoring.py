@@ -1,0 +1,80 @@
+"""Scoring an interchange intervention: per-pair verdicts, teacher-forced and free-running.
+
+A pair is right when *every* scored continuation token is predicted exactly (IIA's unit is the
+trial). Free-running scoring feeds the model its own tokens at scored positions; it also yields
+the model's response length, so a failure can be read as "one response too many" or "too few".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.utils import parametrize
+
+from ..programs import Pairs
+from .maps import interchange
+
+
+@dataclass
+class Scores:
+    correct: Tensor             # (N,) teacher-forced: every scored token right
+    correct_free: Tensor        # (N,) free-running: the same, feeding the model its own tokens
+    free_tokens: Tensor | None  # (N, M) the free-running predictions (None when not run)
+    token_accuracy: float
+    loss: float                 # mean cross-entropy over scored tokens (teacher-forced)
+
+
+def intervene(align, masks: Tensor, pairs: Pairs) -> Tensor:
+    """The base state at t with the masked aligned dimensions taken from the source (per-pair mask)."""
+    return interchange(align, masks[pairs.var_index], pairs.states["base"], pairs.states["source"])
+
+
+def loss(logits: Tensor, targets: Tensor, on: Tensor) -> Tensor:
+    return F.cross_entropy(logits[on], targets[on])
+
+
+@torch.no_grad()
+def score(site, align, masks: Tensor, pairs: Pairs, free: bool = True, chunk: int = 1024) -> Scores:
+    """IIA verdicts per pair, teacher-forced and (optionally) free-running."""
+    correct, correct_free, gens, tok_right, tok_total, loss_sum = [], [], [], 0, 0, 0.0
+    with parametrize.cached():
+        for i in range(0, len(pairs), chunk):
+            c = pairs.select(slice(i, i + chunk))
+            scored = c.scored
+            state = intervene(align, masks, c)
+            logits = site.run(c, state)
+            loss_sum += float(F.cross_entropy(logits[scored], c.cont[scored], reduction="sum"))
+            right = (logits.argmax(-1) == c.cont) | ~scored
+            correct.append(right.all(1))
+            tok_right += int((right & scored).sum())
+            tok_total += int(scored.sum())
+            if free:
+                gen = site.free_run(c, state, scored)
+                gens.append(gen)
+                correct_free.append(((gen == c.cont) | ~scored).all(1))
+    correct = torch.cat(correct).cpu()
+    if free:
+        return Scores(correct, torch.cat(correct_free).cpu(), _pad_cat(gens).cpu(), tok_right / max(tok_total, 1),
+                      loss_sum / max(tok_total, 1))
+    return Scores(correct, correct, None, tok_right / max(tok_total, 1), loss_sum / max(tok_total, 1))
+
+
+def _pad_cat(xs: list[Tensor]) -> Tensor:
+    width = max(x.shape[1] for x in xs)
+    return torch.cat([F.pad(x, (0, width - x.shape[1]), value=-1) for x in xs])
+
+
+def response_length(generated: Tensor, scored: Tensor, resp_token: int, eos_token: int) -> tuple[Tensor, Tensor]:
+    """(length, ended) per pair: how many response tokens the model produced at scored positions
+    before its first other token, and whether that token was the EOS."""
+    at_scored = torch.where(scored, generated, resp_token)             # forced positions do not interrupt
+    other = (at_scored != resp_token) & scored
+    first = torch.where(other.any(1), other.float().argmax(1), torch.full_like(other[:, 0], other.shape[1],
+                                                                              dtype=torch.long))
+    before = torch.arange(scored.shape[1])[None, :] < first[:, None]
+    length = (before & scored).sum(1)
+    rows = torch.arange(len(first))
+    ended = other.any(1) & (generated[rows, first.clamp(max=scored.shape[1] - 1)] == eos_token)
+    return length, ended

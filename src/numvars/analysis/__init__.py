@@ -1,0 +1,82 @@
+"""Analyses of a results directory: derived tables and figures.
+
+`analyze(results_dir)` reads the raw tables that `numvars reproduce` wrote to RESULTS/tables/,
+drops every run that never reached the accuracy criterion (listed in the `dropped` table), and
+writes RESULTS/analysis/<name>.csv and .parquet, RESULTS/figures/<name>.png and
+RESULTS/figures/captions.json. A figure whose inputs are empty is skipped, not an error: the
+`figures` table records why, and the report says so.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .. import figures as F
+from .. import io
+from . import inspect
+from .stats import mean_ci, pearson, summarize
+from .tables import (RAW, TASKS, default_alignment, dropped_table, dynamics_tables, fullswap_table,
+                     gradience_tables, headline, iia_table, keep_trained, load_results, oor_table, size_sweep,
+                     variants_table, where)
+
+__all__ = ["OUTPUTS", "RAW", "TASKS", "analyze", "load_results", "mean_ci", "pearson", "summarize", "where",
+           "default_alignment"]
+
+OUTPUTS = ("runs", "dropped", "iia_table", "fullswap", "headline", "variants", "size_sweep", "size_points",
+           "dynamics_runs", "dynamics_pooled", "gradience_grid", "gradience_diff", "oor", "pca", "figures")
+
+
+def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
+    """All analyses of RESULTS (tables/ → analysis/ and figures/); returns the derived tables.
+    d_model is the main model size (default: the preset's, from meta.json, else 20)."""
+    root = Path(results_dir)
+    raw, meta = load_results(root)
+    d_model = d_model or int(meta.get("config", {}).get("d_model", 20))
+    t = keep_trained(raw)
+    out = {"runs": t["runs"], "dropped": dropped_table(raw["runs"])}
+    out["iia_table"] = iia_table(t["iia"], t["fullswap"], d_model)
+    out["fullswap"] = fullswap_table(t["fullswap"], d_model)
+    out["headline"] = headline(out["iia_table"], out["fullswap"], d_model)
+    out["variants"] = variants_table(t["iia"], t["fullswap"], d_model)
+    out["size_sweep"], out["size_points"] = size_sweep(t["iia"])
+    out["dynamics_runs"], out["dynamics_pooled"] = dynamics_tables(t["dynamics"])
+    out["gradience_grid"], out["gradience_diff"] = gradience_tables(t["gradience"], d_model)
+    out["oor"] = oor_table(t["oor"], d_model)
+    pca = inspect.pca_inputs(root, t["runs"], d_model)
+    makers = {
+        "iia": lambda: F.fig_iia(default_alignment(out["iia_table"].assign(d_model=d_model)), d_model),
+        "size_sweep": lambda: F.fig_size_sweep(out["size_sweep"], out["size_points"]),
+        "dynamics": lambda: F.fig_dynamics(t["dynamics"]),
+        "gradience_heatmap": lambda: F.fig_gradience_heatmap(out["gradience_grid"], d_model),
+        "gradience_diff": lambda: F.fig_gradience_diff(out["gradience_diff"]),
+        "oor": lambda: F.fig_oor(out["oor"], d_model),
+        "pca": lambda: F.fig_pca(pca),
+        "attention": lambda: F.fig_attention(inspect.attention_inputs(root, t["runs"], d_model)),
+    }
+    out["figures"] = pd.DataFrame([draw(root / "figures", name, make) for name, make in makers.items()])
+    out["pca"] = inspect.pca_table(pca)
+    for name in OUTPUTS:
+        io.write_table(root / "analysis" / f"{name}.csv", out[name])
+        io.write_table(root / "analysis" / f"{name}.parquet", out[name])
+    done = out["figures"][out["figures"]["status"] == "ok"]
+    io.write_text(root / "figures" / "captions.json",
+                  json.dumps(dict(zip(done["name"], done["caption"])), indent=2, ensure_ascii=False) + "\n")
+    return out
+
+
+def draw(folder: Path, name: str, make) -> dict:
+    """Draw one figure to folder/name.png atomically, or record why it was skipped."""
+    path = folder / f"{name}.png"
+    try:
+        fig, caption = make()
+    except F.Skip as why:
+        path.unlink(missing_ok=True)             # never leave a stale figure from an earlier run
+        return {"name": name, "title": F.TITLES[name], "file": "", "caption": "", "status": "skipped",
+                "reason": str(why)}
+    fig.suptitle(F.TITLES[name])
+    # io's atomic write, for bytes; "tight" keeps a title wider than narrow panels inside the image
+    io.write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", pad_inches=0.15))
+    return {"name": name, "title": F.TITLES[name], "file": f"figures/{name}.png", "caption": caption, "status": "ok",
+            "reason": ""}

@@ -1,0 +1,215 @@
+"""Counterfactuals: what a program says follows when a variable is swapped between two runs.
+
+`Pairs` is the one container for interchange data: the base and source sequences paired row by
+row, the positions t and u, the program's counterfactual continuation after t, and (once a site
+has cached them) the model states an intervention needs. `counterfactuals` builds it for given
+sequences and positions; `sampling.make_pairs` samples them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import NumvarsError
+from ..tasks import DEMO, EOS, PAD, RESP, ROLE_NAMES, TRIGGER, VOID, Batch
+from .base import Program, State, get_program
+from .interpret import advance, at, roles_of, trace
+
+PHASE_OF_ROLE = {DEMO: "demo", VOID: "demo", TRIGGER: "T", RESP: "response"}
+
+
+@dataclass
+class Pairs:
+    """n interchange pairs and the program's counterfactual continuation (all tensors row-aligned)."""
+
+    base_roles: torch.Tensor      # (N, L) roles of the base sequences
+    source_roles: torch.Tensor    # (N, L') roles of the source sequences
+    t: torch.Tensor               # (N,) base positions
+    u: torch.Tensor               # (N,) source positions
+    variables: tuple[str, ...]    # the swapped variables; () when nothing is swapped
+    var_index: torch.Tensor       # (N,) which of `variables` each row swaps (0 for a swap of all)
+    cont_roles: torch.Tensor      # (N, M) roles after base position t, PAD-filled, ending in EOS
+    scored: torch.Tensor          # (N, M) True where the role is the program's prediction (IIA scores it)
+    own_roles: torch.Tensor       # (N, M') the base's own continuation under the same rule, no swap
+    base_vars: State              # the program's state after base position t, before the swap
+    cf_vars: State                # the same after the swap
+    base_value: torch.Tensor      # (N,) the row's swapped variable at t; -1 if nothing is swapped
+    source_value: torch.Tensor    # (N,) its value after the swap (the source's at u)
+    base: torch.Tensor | None = None      # (N, L) base tokens, when a task made the sequences
+    source: torch.Tensor | None = None    # (N, L') source tokens
+    cont: torch.Tensor | None = None      # (N, M) continuation tokens
+    states: dict[str, torch.Tensor] = field(default_factory=dict)   # what an intervention site cached
+
+    def __len__(self) -> int:
+        return self.t.shape[0]
+
+    @property
+    def cont_len(self) -> torch.Tensor:
+        """(N,) non-PAD length of the continuation, EOS included."""
+        return (self.cont_roles != PAD).sum(1)
+
+    @property
+    def trivial(self) -> torch.Tensor:
+        """(N,) True where the swap changes nothing the program predicts: the counterfactual
+        continuation equals the base's own."""
+        width = max(self.cont_roles.shape[1], self.own_roles.shape[1])
+        pad = lambda x: torch.nn.functional.pad(x, (0, width - x.shape[1]), value=PAD)  # noqa: E731
+        return (pad(self.cont_roles) == pad(self.own_roles)).all(1)
+
+    def select(self, idx) -> "Pairs":
+        def pick(v):
+            if isinstance(v, torch.Tensor):
+                return v[idx]
+            if isinstance(v, dict):
+                return {k: pick(x) for k, x in v.items()}
+            return v
+        return Pairs(**{f.name: pick(getattr(self, f.name)) for f in fields(self)})
+
+    def to(self, device) -> "Pairs":
+        def move(v):
+            if isinstance(v, torch.Tensor):
+                return v.to(device)
+            if isinstance(v, dict):
+                return {k: move(x) for k, x in v.items()}
+            return v
+        return Pairs(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+
+    def with_states(self, states: dict[str, torch.Tensor]) -> "Pairs":
+        return replace(self, states=states)
+
+    def info(self) -> pd.DataFrame:
+        """One row per pair: what was swapped where, and what the program predicts."""
+        names = np.asarray(self.variables or ("(all)",))
+        role_t = self.base_roles.gather(1, self.t[:, None])[:, 0].numpy()
+        role_u = self.source_roles.gather(1, self.u[:, None])[:, 0].numpy()
+        role_names = np.asarray(ROLE_NAMES)
+        return pd.DataFrame({
+            "variable": names[self.var_index.numpy()],
+            "base_count": (self.base_roles == DEMO).sum(1).numpy(),
+            "source_count": (self.source_roles == DEMO).sum(1).numpy(),
+            "base_value": self.base_value.numpy(), "source_value": self.source_value.numpy(),
+            "t": self.t.numpy(), "u": self.u.numpy(),
+            "role_t": role_names[role_t], "role_u": role_names[role_u],
+            "phase_t": [PHASE_OF_ROLE.get(int(r), "other") for r in role_t],
+            "phase_u": [PHASE_OF_ROLE.get(int(r), "other") for r in role_u],
+            "cf_resp_len": ((self.cont_roles == RESP) & self.scored).sum(1).numpy(),
+            "trivial": self.trivial.numpy()})
+
+
+def check_variables(program: Program, variables: Sequence[str] | str | None) -> tuple[str, ...]:
+    """The variables as a tuple; None means all of them (the full-state swap)."""
+    if variables is None:
+        return tuple(program.variables)
+    variables = (variables,) if isinstance(variables, str) else tuple(variables)
+    for v in variables:
+        if v not in program.variables:
+            raise NumvarsError(f"program {program.name!r} has no variable {v!r}; "
+                               f"its variables: {', '.join(program.variables) or 'none'}")
+    return variables
+
+
+def _check_pairs(b_roles: torch.Tensor, s_roles: torch.Tensor, t: torch.Tensor, u: torch.Tensor,
+                 var_index: torch.Tensor | None, n_vars: int) -> None:
+    n = b_roles.shape[0]
+    if s_roles.shape[0] != n:
+        raise NumvarsError(f"base has {n} rows but source has {s_roles.shape[0]}; pair them row by row")
+    for name, roles, pos in (("t", b_roles, t), ("u", s_roles, u)):
+        if pos.shape != (n,):
+            raise NumvarsError(f"{name} must hold one position per row, shape ({n},); got {tuple(pos.shape)}")
+        at_pos = roles.gather(1, pos.clamp(0, roles.shape[1] - 1)[:, None]).squeeze(1)
+        bad = (~((pos >= 0) & (pos < roles.shape[1]) & (at_pos != PAD))).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            raise NumvarsError(f"{name}[{i}]={int(pos[i])} is not a position of that sequence; "
+                               "keep it before the PAD")
+    if var_index is not None and (var_index.shape != (n,) or not ((var_index >= 0) & (var_index < n_vars)).all()):
+        raise NumvarsError(f"var_index must have shape ({n},) and entries in 0..{n_vars - 1}")
+
+
+def swap(base_state: State, source_state: State, variables: Sequence[str],
+         var_index: torch.Tensor | None = None) -> State:
+    """The base state with `variables` taken from the source (row i only variables[var_index[i]])."""
+    out = dict(base_state)
+    for i, name in enumerate(variables):
+        take = source_state[name]
+        out[name] = take if var_index is None else torch.where(var_index == i, take, out[name])
+    return out
+
+
+def rollout(program: Program, state: State, n_extra: torch.Tensor, end_role: int = TRIGGER,
+            max_steps: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the program on from `state` until it emits EOS: (roles (N, M), scored (N, M)).
+    Rows in the demo phase first get n_extra[i] DEMO roles and then `end_role` (TRIGGER, or RESP
+    without a trigger), all forced and unscored; then the program's own predictions, scored."""
+    n = n_extra.shape[0]
+    n_forced = torch.where(program.predict(state) == DEMO, n_extra + 1, 0)
+    done = torch.zeros(n, dtype=torch.bool)
+    roles, scored = [], []
+    for s in range(max_steps):
+        forced, pred = s < n_forced, program.predict(state)
+        free = ~forced & ~done
+        bad = (free & (pred != RESP) & (pred != EOS)).nonzero()
+        if len(bad):
+            raise NumvarsError(f"{program.name}.predict() gave {ROLE_NAMES[int(pred[bad[0]])]} after the demo "
+                               "phase ended; it must give RESP or EOS once TRIGGER (or a RESP) is read")
+        role = torch.where(forced, torch.where(s < n_extra, DEMO, end_role), pred).masked_fill(done, PAD)
+        roles.append(role)
+        scored.append(free)
+        state = advance(program, state, role)
+        done = done | (role == EOS)
+        if done.all():
+            return torch.stack(roles, 1), torch.stack(scored, 1)
+    raise NumvarsError(f"{program.name}: {int((~done).sum())} of {n} continuations did not reach EOS in "
+                       f"{max_steps} steps; make predict() reach EOS or raise max_steps")
+
+
+def _value(state: State, variables: tuple[str, ...], var_index: torch.Tensor, n: int) -> torch.Tensor:
+    if not variables:
+        return torch.full((n,), -1, dtype=torch.long)
+    return torch.stack([state[v] for v in variables]).gather(0, var_index[None]).squeeze(0)
+
+
+def generator(seed: int | torch.Generator) -> torch.Generator:
+    return seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+
+
+def counterfactuals(program: Program | str, base: Batch | torch.Tensor, source: Batch | torch.Tensor,
+                    variables: Sequence[str] | str | None, t: torch.Tensor, u: torch.Tensor, seed: int = 0,
+                    max_extra_demo: int = 3, trigger: bool = True, var_index: torch.Tensor | None = None,
+                    max_steps: int | None = None) -> Pairs:
+    """Set `variables` in the base state after position t to the source's values after u and let
+    the program run on. variables=None swaps all of them (the full-state swap)."""
+    program = get_program(program)
+    variables = check_variables(program, variables)
+    b_roles, s_roles = roles_of(base), roles_of(source)
+    _check_pairs(b_roles, s_roles, t, u, var_index, len(variables))
+    pairs = from_traces(program, b_roles, s_roles, trace(program, b_roles), trace(program, s_roles), variables,
+                        t, u, seed, max_extra_demo, trigger, var_index, max_steps)
+    if isinstance(base, Batch) and isinstance(source, Batch):
+        pairs = replace(pairs, base=base.tokens, source=source.tokens)
+    return pairs
+
+
+def from_traces(program, base_roles, source_roles, base_states, source_states, variables, t, u, seed,
+                max_extra_demo, trigger, var_index=None, max_steps=None) -> Pairs:
+    """`counterfactuals` from traced states (B, L), so `make_pairs` traces each batch once."""
+    if max_extra_demo < 0:
+        raise NumvarsError(f"max_extra_demo={max_extra_demo} must be >= 0; the paper uses 3")
+    n = len(t)
+    base_state = at(base_states, t)
+    cf_state = swap(base_state, at(source_states, u), variables, var_index)   # None: every variable
+    var_index = torch.zeros(n, dtype=torch.long) if var_index is None else var_index
+    n_extra = torch.randint(max_extra_demo + 1, (n,), generator=generator(seed))
+    # a generous bound: no built-in program can count past both sequences' lengths
+    steps = max_steps or base_roles.shape[1] + source_roles.shape[1] + max_extra_demo + 2
+    end = TRIGGER if trigger else RESP
+    roles, scored = rollout(program, cf_state, n_extra, end, steps)
+    own, _ = rollout(program, base_state, n_extra, end, steps)
+    return Pairs(base_roles=base_roles, source_roles=source_roles, t=t, u=u, variables=variables,
+                 var_index=var_index, cont_roles=roles, scored=scored, own_roles=own, base_vars=base_state,
+                 cf_vars=cf_state, base_value=_value(base_state, variables, var_index, n),
+                 source_value=_value(cf_state, variables, var_index, n))
