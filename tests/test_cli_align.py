@@ -29,7 +29,8 @@ def test_align_prints_iia_and_saves_the_result_then_reuses_it(trained, capsys):
     assert code == 0 and "IIA (teacher-forced)" in out and "IIA (free-running)" in out
     result_dir = out.strip().split("result: ")[-1]
     saved = json.loads((__import__("pathlib").Path(result_dir) / "result.json").read_text())
-    assert saved["k"] == 6 and saved["variables"] == ["count"] and 0 <= saved["iia"] <= 1
+    assert saved["k"] == 6 and saved["variables"] == ["count"]
+    assert f"IIA (teacher-forced)  {saved['iia']:.3f}" in out and saved["options"]["n_train"] == 300
     code, again, _ = run_cli(capsys, "align", run, "program=up_down", "variable=count", "k=6", *SMALL, "--quiet")
     assert code == 0 and again.startswith("reused")
 
@@ -76,3 +77,28 @@ def test_aligning_a_run_that_never_reached_the_criterion_is_refused(trained, cap
 def test_aligning_a_missing_run_is_refused(tmp_path, capsys):
     code, _, err = run_cli(capsys, "align", tmp_path / "nothing")
     assert_one_line_error(code, err, "does not exist")
+
+
+def test_results_of_an_older_protocol_are_ignored_and_said_so(trained, capsys, monkeypatch):
+    import numvars
+    args = ["align", trained[0], "k=5", *SMALL, "--quiet"]
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 0
+    code, out, err = run_cli(capsys, *args)
+    assert out.startswith("reused") and err == ""
+    monkeypatch.setattr(numvars, "PROTOCOL", numvars.PROTOCOL + 1)       # as if the scoring code had changed
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0 and out.startswith("aligned")
+    assert "ignoring 1 result(s) computed by an older numvars" in err and str(trained[0]) in err
+    saved = json.loads((__import__("pathlib").Path(out.strip().split("result: ")[-1]) / "result.json").read_text())
+    assert saved["protocol"] == numvars.PROTOCOL and saved["options"]["k"] == 5
+
+
+def test_a_run_trained_by_an_older_protocol_is_retrained_and_said_so(tmp_path, capsys, monkeypatch):
+    import numvars
+    from test_cli import TINY_ARGS
+    code, first, _ = run_cli(capsys, "train", "--quiet", f"out={tmp_path}", *TINY_ARGS)
+    monkeypatch.setattr(numvars, "PROTOCOL", numvars.PROTOCOL + 1)
+    code, second, err = run_cli(capsys, "train", "--quiet", f"out={tmp_path}", *TINY_ARGS)
+    assert code == 0 and second.startswith("trained: ") and first.split()[1] != second.split()[1]
+    assert "ignoring 1 result(s) computed by an older numvars" in err

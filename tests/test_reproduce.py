@@ -53,11 +53,26 @@ def test_reproduce_writes_tables_figures_and_a_report(uninterrupted):
     iia = pd.read_csv(out / "tables" / "iia.csv")
     assert set(iia["control"]) == {"none", "untrained", "random", "identity"}
     assert {"up_down", "up_up"} <= set(iia["program"])
-    assert len(list((out / "figures").glob("*.png"))) >= 6
+    figures = pd.read_csv(out / "analysis" / "figures.csv")
+    drawn = figures[figures["status"] == "ok"]
+    assert len(drawn) >= 6 and all((out / f).stat().st_size > 5000 for f in drawn["file"])
     variants = pd.read_csv(out / "analysis" / "variants.csv")
     assert set(variants["variant"]) == {"default", "npe"} and set(variants["arch"]) == {"transformer"}
-    assert "id='variants'" in report.read_text()
-    assert "Figure 2" in report.read_text() or "paper" in report.read_text()
+    page = report.read_text()
+    assert "id='variants'" in page and page.count("<img") == len(drawn)
+    # every run of the grid is listed with the numbers its own summary.json holds
+    runs = pd.read_csv(out / "tables" / "runs.csv")
+    assert len(runs) == len(grid(TINY_PRESET))
+    for row in runs.itertuples():
+        summary = __import__("json").loads((Path(row.run_dir) / "summary.json").read_text())
+        assert summary["epochs"] == row.epochs and summary["reached_criterion"] == row.reached_criterion
+    # the headline row for the GRU's Up-Down count is the mean of the per-seed IIAs in iia.csv
+    ud = iia[(iia["arch"] == "gru") & (iia["task"] == "single_object") & (iia["variable"] == "count")
+             & (iia["control"] == "none") & (iia["d_model"] == TINY_PRESET.d_model)]
+    headline = pd.read_csv(out / "analysis" / "headline.csv")
+    row = headline[(headline["arch"] == "gru") & (headline["task"] == "single_object")
+                   & (headline["measure"] == "up_down_count")].iloc[0]
+    assert row["mean"] == pytest.approx(ud["iia"].mean()) and row["n"] == len(TINY_PRESET.seeds)
 
 
 def test_a_rerun_reuses_every_job(uninterrupted):
@@ -91,10 +106,21 @@ def test_a_killed_reproduction_resumes_and_ends_with_identical_tables(uninterrup
     pd.testing.assert_frame_equal(runs, pd.read_csv(whole / "analysis" / "runs.csv").drop(columns=["run_dir"]))
 
 
-def test_unknown_preset_is_a_one_line_error(capsys):
+@pytest.mark.parametrize("argv, words", [
+    (["reproduce", "--preset", "huge"], ["invalid choice: 'huge'", "numvars reproduce --help"]),
+    (["reproduce", "--jobz", "2"], ["unrecognized arguments: --jobz"]),
+    (["frobnicate"], ["invalid choice: 'frobnicate'"]),
+    ([], ["the following arguments are required: command"]),
+])
+def test_usage_mistakes_are_one_line_errors(capsys, tmp_path, monkeypatch, argv, words):
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:                     # argparse rejects it before anything runs
-        cli.main(["reproduce", "--preset", "huge"])
-    assert e.value.code == 2
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("numvars: error: ")
+    for w in words:
+        assert w in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_analyze_and_report_commands(uninterrupted, capsys):

@@ -184,10 +184,17 @@ def test_dtypes_and_shapes_follow_the_public_api():
     assert len(sub) == 10 and torch.equal(sub.tokens, batch.tokens[:10])
 
 
-def test_role_tokens_inverts_roles():
-    task = get_task("same_object")
-    batch = task.sample(50, seed=0)
-    assert torch.equal(task.role_tokens(batch.roles), batch.tokens)
+@pytest.mark.parametrize("name", ["multi_object", "single_object", "same_object"])
+def test_role_tokens_inverts_roles(name):
+    task = get_task(name, void_prob=0.2)
+    batch = task.sample(200, seed=0)
+    demo = batch.roles == DEMO
+    plain = task.role_tokens(batch.roles)                    # no generator: the first demo token
+    assert torch.equal(plain[~demo], batch.tokens[~demo])
+    assert (plain[demo] == int(task.demo_ids[0])).all()
+    drawn = task.role_tokens(batch.roles, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(drawn[~demo], batch.tokens[~demo])
+    assert set(drawn[demo].tolist()) == set(task.demo_ids.tolist())      # D0, D1 and D2 all drawn
 
 
 @pytest.mark.parametrize("call, message", [

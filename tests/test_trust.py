@@ -205,3 +205,10 @@ def test_make_clean_never_deletes_runs_or_results():
     root = Path(__file__).parents[1]
     plan = subprocess.run(["make", "-n", "clean"], cwd=root, capture_output=True, text=True, check=True).stdout
     assert plan.strip() and "runs" not in plan and "results" not in plan
+
+
+def test_the_test_suite_never_installs_anything():
+    for path in Path(__file__).parent.glob("*.py"):
+        if path.name != Path(__file__).name:
+            text = path.read_text()
+            assert "apt-get" not in text and "pip install" not in text and "pip3 install" not in text, path.name

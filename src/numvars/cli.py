@@ -123,10 +123,17 @@ def cmd_report(args) -> None:
     print(f"report: {render(args.results)}")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (exit 2), like every other mistake."""
+
+    def error(self, message: str):
+        self.exit(2, f"numvars: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .align.protocol import DASOptions, FullSwapOptions, help_lines
 
-    p = argparse.ArgumentParser(prog="numvars", description="Find symbol-like number variables in neural networks.")
+    p = Parser(prog="numvars", description="Find symbol-like number variables in neural networks.")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train one model to the trial-accuracy criterion",
@@ -175,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train, evaluate and align every run of a preset (reusing finished jobs, "
                                    "resuming interrupted ones), then analyse and render RESULTS/report.html.")
     r.add_argument("--preset", choices=("quick", "paper"), default="quick",
-                   help="quick: d=20, 2 seeds, fewer pairs, ~15 min on a 2-core CPU; paper: the full grid (GPU advised)")
+                   help="quick: a reduced grid for a laptop CPU (its measured time is in the README); "
+                        "paper: the full grid (GPU advised)")
     r.add_argument("--out", default=None, help="results directory (default results/PRESET)")
     r.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     r.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default 1)")

@@ -10,7 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from . import io, models
+from . import io, models, stale
 from .align import DASOptions, FullSwapOptions, das, full_swap
 from .config import RunConfig
 from .errors import NumvarsError
@@ -41,11 +41,17 @@ def job_name(kind: str, key: dict) -> str:
 
 def _prepare(run_dir, kind: str, key: dict) -> tuple[Path, dict | None]:
     """The job's folder and its finished result (None when it must run); the folder must be writable
-    before any work starts."""
+    before any work starts. The key includes the protocol version, so results of older code are
+    never reused: they are reported and ignored."""
+    key = {**key, "protocol": stale.current()}
     out = Path(run_dir) / "align" / job_name(kind, key)
     if (out / "result.json").is_file():
         return out, io.read_json(out / "result.json")
     io.ensure_writable_dir(out.parent)
+    same = {k: v for k, v in key.items() if k != "protocol"}
+    stale.report(out.parent, f"{kind}-*", "result.json",
+                 lambda old: {k: v for k, v in old.get("options", {}).items() if k != "protocol"} == same or
+                 "options" not in old)
     return out, None
 
 
@@ -60,8 +66,9 @@ def align_run(run_dir, checkpoint: str | None = None, progress: bool = False, **
         return done, out, True
     fields = {k: v for k, v in vars(o).items() if k not in ("program", "variable")}
     result = das(model, task, o.program, o.variable, progress=progress, **fields)
-    result.save(out)
-    return result.summary(), out, False
+    record = {"protocol": stale.current(), "options": key}
+    result.save(out, record)
+    return {**result.summary(), **record}, out, False
 
 
 def full_swap_run(run_dir, **opts) -> tuple[dict, Path, bool]:
@@ -72,6 +79,7 @@ def full_swap_run(run_dir, **opts) -> tuple[dict, Path, bool]:
     if done is not None:
         return done, out, True
     result = full_swap(model, task, **vars(o))
+    summary = {**result.summary(), "protocol": stale.current(), "options": o.key()}
     io.write_table(out / "pairs.parquet", result.pairs)
-    io.write_json(out / "result.json", result.summary())
-    return result.summary(), out, False
+    io.write_json(out / "result.json", summary)
+    return summary, out, False

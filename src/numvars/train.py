@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import io, models, resume
-from .config import RunConfig, TrainConfig
+from . import io, models, resume, stale
+from .config import UNHASHED, RunConfig, TrainConfig
 from .errors import NumvarsError
 from .evaluate import trial_accuracy
 from .runtime import resolve_device, setup_threads
@@ -88,6 +88,7 @@ def train(cfg: RunConfig, progress: bool = True) -> RunResult:
     cuda = device if device.type == "cuda" else None
     info = resume.load(run_dir, model, opt, sched, cuda)
     if info is None:
+        _note_older(cfg, run_dir)
         io.write_yaml(run_dir / "config.yaml", cfg.sections())
         info = {"rows": [], "epoch": 0, "elapsed": 0.0}
     rows, epoch = info["rows"], info["epoch"]
@@ -128,6 +129,19 @@ def train(cfg: RunConfig, progress: bool = True) -> RunResult:
     return RunResult(run_dir, _finish(run_dir, cfg, model, rows, device))
 
 
+def _note_older(cfg: RunConfig, run_dir: Path) -> None:
+    """Say so when the same config was trained by an older protocol (its run id differs)."""
+    mine = cfg.sections()
+
+    def same(sec: dict) -> bool:
+        return all(sec.get(k) == mine[k] for k in ("task", "model")) and \
+            {k: v for k, v in sec.get("train", {}).items() if k not in UNHASHED} == \
+            {k: v for k, v in mine["train"].items() if k not in UNHASHED}
+
+    stale.report(run_dir.parent, f"{cfg.task.name}-{cfg.model.arch}-d{cfg.model.d_model}-s{cfg.seed}-*",
+                 "config.yaml", same)
+
+
 def _diverged(run_dir: Path, epoch: int, tc) -> None:
     saved = sorted((run_dir / "checkpoints").glob("epoch_*.safetensors"))
     last = f"the last good checkpoint is {saved[-1]}" if saved else "no checkpoint was saved before it"
@@ -145,7 +159,7 @@ def _finish(run_dir: Path, cfg: RunConfig, model, rows: list[dict], device) -> d
     summary = {"run_id": cfg.run_id(), "run_name": cfg.run_name(), "reached_criterion": last["trial_accuracy"] >= CRITERION,
                "epochs": last["epoch"], "steps": last["step"], "trial_accuracy": last["trial_accuracy"],
                "seconds": round(last["seconds"], 2), "device": str(device), "threads": cfg.placement.threads,
-               "torch": torch.__version__}
+               "torch": torch.__version__, "protocol": stale.current()}
     io.write_json(run_dir / "summary.json", summary)   # written last: its presence means "finished"
     resume.remove(run_dir)
     return summary
