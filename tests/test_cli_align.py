@@ -30,7 +30,8 @@ def test_align_prints_iia_and_saves_the_result_then_reuses_it(trained, capsys):
     result_dir = out.strip().split("result: ")[-1]
     saved = json.loads((__import__("pathlib").Path(result_dir) / "result.json").read_text())
     assert saved["k"] == 6 and saved["variables"] == ["count"]
-    assert f"IIA (teacher-forced)  {saved['iia']:.3f}" in out and saved["options"]["n_train"] == 300
+    assert f"IIA (teacher-forced)    {saved['iia']:.3f}" in out and saved["options"]["n_train"] == 300
+    assert "IIA, non-trivial pairs" in out and "IIA by phase of t (rows) and u (columns)" in out
     code, again, _ = run_cli(capsys, "align", run, "program=up_down", "variable=count", "k=6", *SMALL, "--quiet")
     assert code == 0 and again.startswith("reused")
 

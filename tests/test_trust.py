@@ -82,9 +82,9 @@ def test_a_run_whose_loss_turns_non_finite_stops_and_keeps_its_good_checkpoints(
     real = train_mod.next_token_loss
     steps = []
 
-    def poisoned(model, tokens):                 # the loss of the 5th step (epoch 3) turns NaN
+    def poisoned(model, tokens, targets=None):   # the loss of the 5th step (epoch 3) turns NaN
         steps.append(1)
-        loss = real(model, tokens)
+        loss = real(model, tokens, targets)
         return loss * float("nan") if len(steps) >= 5 else loss
 
     monkeypatch.setattr(train_mod, "next_token_loss", poisoned)

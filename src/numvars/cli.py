@@ -13,13 +13,16 @@ from .options import split_words
 
 
 def _train_epilog() -> str:
-    from .config import KEYS
+    from .config import KEYS, Placement, TrainConfig
+    from .options import help_lines
 
     by_section: dict[str, list[str]] = {}
     for key, (section, _) in KEYS.items():
         by_section.setdefault(section, []).append(key)
-    lines = [f"  {section:<10} {' '.join(keys)}" for section, keys in by_section.items()]
+    lines = [f"  {section:<10} {' '.join(keys)}" for section, keys in by_section.items() if section in ("task", "model")]
     return ("config keys (key=value), by section:\n" + "\n".join(lines) +
+            "\n\ntraining keys:\n" + help_lines(TrainConfig) + "\n\nwhere and how (not part of the run id):\n" +
+            help_lines(Placement) +
             "\n\nexamples:\n  numvars train task=multi_object arch=gru d_model=20 seed=0 out=runs/\n"
             "  numvars train --from runs/RUN   (train again with a run's own config.yaml)")
 
@@ -81,11 +84,29 @@ def cmd_align(args) -> None:
     print(f"{'reused' if skipped else 'aligned'}: program={s['program']} variables={','.join(s['variables'])} "
           f"k={s['k']} map={s['map']} site={s['site']} control={s['control'] or 'none'}")
     rows = [("IIA (teacher-forced)", s["iia"]), ("IIA (free-running)", s["iia_free"]),
+            ("IIA, non-trivial pairs", s["iia_nontrivial"]), ("trivial pairs", s["trivial_fraction"]),
             ("token accuracy", s["token_accuracy"]), ("validation IIA", s["val_iia"])]
     rows += [(f"IIA [{v}]", x) for v, x in s["iia_per_variable"].items()] if len(s["variables"]) > 1 else []
     for name, value in rows:
-        print(f"  {name:<22}{value:.3f}")
-    print(f"  epochs {s['epochs']}, {s['seconds']:.1f} s; result: {path}")
+        print(f"  {name:<24}{value:.3f}")
+    print_phase_table(path / "pairs.parquet")
+    print(f"  epochs {s['epochs']} ({s['steps']} steps), {s['seconds']:.1f} s; result: {path}")
+
+
+def print_phase_table(pairs_file: Path) -> None:
+    """IIA by the phase of the base position (rows) and of the source position (columns), with the pairs."""
+    import pandas as pd
+
+    from .align.search import phase_table
+
+    table = phase_table(pd.read_parquet(pairs_file))
+    cell = lambda r: "—" if r.pairs == 0 else f"{r.iia:.2f} ({r.pairs})"  # noqa: E731
+    grid = table.assign(cell=[cell(r) for r in table.itertuples()]).pivot(index="phase_t", columns="phase_u",
+                                                                         values="cell")
+    grid = grid.loc[["demo", "T", "response"], ["demo", "T", "response"]]
+    print("  IIA by phase of t (rows) and u (columns), pairs in brackets:")
+    for line in grid.rename_axis(index="t \\ u", columns=None).to_string().splitlines():
+        print(f"    {line}")
 
 
 def cmd_fullswap(args) -> None:
@@ -95,9 +116,13 @@ def cmd_fullswap(args) -> None:
 
     opts = parse(split_words(args.overrides), schema_of(FullSwapOptions), "fullswap")
     summary, path, skipped = full_swap_run(args.run_dir, **opts)
-    print(f"{'reused' if skipped else 'full swap'} at {summary['site']} ({summary['n']} pairs, same phase):")
+    o = FullSwapOptions(**opts)
+    print(f"{'reused' if skipped else 'full swap'} at {summary['site']} ({summary['n']} pairs, source of the same "
+          f"{o.match}, positions {o.positions}):")
     for program, value in summary["iia_by_program"].items():
         print(f"  IIA [{program}] {value:.3f}")
+    by_phase = ", ".join(f"{k} {v:.3f}" for k, v in summary.get("iia_by_base_phase", {}).items())
+    print(f"  IIA [{next(iter(summary['iia_by_program']))}] by the base's phase: {by_phase}")
     print(f"  result: {path}")
 
 

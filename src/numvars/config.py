@@ -13,28 +13,45 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 
 from . import options, stale
+from .options import opt
 from .errors import NumvarsError
 from .models.config import ModelConfig
 from .tasks import Task, TaskSpec
 
 MAX_THREADS = 1024
+INPUTS = ("teacher", "model")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training (next-token prediction, Adam, warm-up then inverse-square-root decay)."""
+    """Training: next-token prediction, Adam, warm-up then inverse-square-root decay."""
 
-    seed: int = 0
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    min_lr: float = 1e-7
-    batch_size: int = 128
-    steps_per_epoch: int = 8
-    max_epochs: int = 2000
-    eval_per_count: int = 15
+    seed: int = opt(0, "seed of the weights, the samples and dropout")
+    lr: float = opt(1e-3, "peak Adam learning rate")
+    warmup_steps: int = opt(100, "steps of linear warm-up to lr")
+    min_lr: float = opt(1e-7, "floor of the decayed learning rate")
+    batch_size: int = opt(128, "sequences per step")
+    steps_per_epoch: int = opt(8, "steps per epoch (8 × 128 ≈ 1,000 sequences)")
+    max_epochs: int = opt(2000, "epoch budget")
+    eval_per_count: int = opt(15, "evaluation trials per count (all must be right: the criterion)")
+    extra_epochs: int = opt(0, "after the criterion, train this many more epochs (0: stop at the criterion)")
+    plateau: int = opt(0, "after the criterion, train on until the validation loss has not improved for "
+                          "this many epochs (0: off)")
+    train_set: int = opt(0, "0: fresh samples every step; N: one fixed training set of N sequences")
+    inputs: str = opt("teacher", "inputs at response positions: teacher (the true tokens) or model (the "
+                                 "model's own greedy predictions)")
 
     def __post_init__(self):
         options.canonicalize(self)
+        options.check_range("extra_epochs", self.extra_epochs, 0, 1_000_000)
+        options.check_range("plateau", self.plateau, 0, 1_000_000)
+        options.check_range("train_set", self.train_set, 0, 10_000_000)
+        if self.extra_epochs and self.plateau:
+            raise NumvarsError("give extra_epochs or plateau, not both: after the criterion train a fixed number of "
+                               "epochs, or until the validation loss stops improving")
+        if self.inputs not in INPUTS:
+            raise NumvarsError(f"unknown inputs {self.inputs!r}; choose teacher (the true tokens) or model (the "
+                               "model's own predictions at response positions)")
         options.check_range("seed", self.seed, 0)
         options.check_range("batch_size", self.batch_size, 1, 65_536, "larger batches do not fit in memory")
         options.check_range("steps_per_epoch", self.steps_per_epoch, 1, 100_000)
@@ -49,9 +66,9 @@ class TrainConfig:
 class Placement:
     """Where a run is written and how it is computed; none of it changes the result or the run id."""
 
-    out: str = "runs"
-    device: str = "auto"
-    threads: int = 1
+    out: str = opt("runs", "folder the run directory is written in")
+    device: str = opt("auto", "cpu, cuda (cuda:N) or auto")
+    threads: int = opt(1, "torch threads on a CPU (tiny models: 1 is fastest and steadiest)")
 
     def __post_init__(self):
         options.canonicalize(self)

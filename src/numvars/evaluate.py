@@ -19,6 +19,7 @@ EVAL_SEED = 10_007  # the evaluation set is fixed across epochs so accuracies ar
 class TrialResult:
     counts: torch.Tensor    # (N,) target count of each trial
     correct: torch.Tensor   # (N,) bool: every response token and the EOS exactly right
+    loss: float = float("nan")   # mean cross-entropy on the predictable tokens (teacher-forced; the validation loss)
 
     @property
     def accuracy(self) -> float:
@@ -67,9 +68,11 @@ def trial_accuracy(model: nn.Module, task: Task, counts=range(1, 21), per_count:
     batch = _trials(task, counts, per_count, seed)
     tokens, mask = batch.tokens.to(device), batch.task_mask.to(device)
     with _evaluating(model):
-        pred = sequence_logits(model, tokens[:, :-1]).argmax(-1)        # (N, L-1) predicts tokens[:, 1:]
-    correct = ((pred == tokens[:, 1:]) | ~mask[:, 1:]).all(dim=1)
-    return TrialResult(counts=batch.counts, correct=correct.cpu())
+        logits = sequence_logits(model, tokens[:, :-1])                 # (N, L-1, V) predicts tokens[:, 1:]
+    pred, scored = logits.argmax(-1), mask[:, 1:]
+    correct = ((pred == tokens[:, 1:]) | ~scored).all(dim=1)
+    loss = float(torch.nn.functional.cross_entropy(logits[scored], tokens[:, 1:][scored]))
+    return TrialResult(counts=batch.counts, correct=correct.cpu(), loss=loss)
 
 
 @torch.no_grad()

@@ -49,10 +49,20 @@ def _prepare(run_dir, kind: str, key: dict) -> tuple[Path, dict | None]:
         return out, io.read_json(out / "result.json")
     io.ensure_writable_dir(out.parent)
     same = {k: v for k, v in key.items() if k != "protocol"}
-    stale.report(out.parent, f"{kind}-*", "result.json",
-                 lambda old: {k: v for k, v in old.get("options", {}).items() if k != "protocol"} == same or
-                 "options" not in old)
+    stale.report(out.parent, f"{kind}-*", "result.json", lambda old: _same_job(old, same))
     return out, None
+
+
+def _same_job(old: dict, key: dict) -> bool:
+    """Whether an older result.json is the same job as `key`: by its options, or (results written before
+    options were recorded) by the fields its summary holds."""
+    if "options" in old:
+        return old["options"] == key
+    if "variables" in old:
+        old = {**old, "variable": ",".join(old["variables"])}
+    shared = [k for k in ("program", "variable", "map", "control", "seed", "n", "k")
+              if k in old and key.get(k) is not None or k in ("control",) and k in old]
+    return bool(shared) and all(old[k] == key[k] for k in shared)
 
 
 def align_run(run_dir, checkpoint: str | None = None, progress: bool = False, **opts) -> tuple[dict, Path, bool]:

@@ -9,11 +9,28 @@ from __future__ import annotations
 
 import math
 import typing
-from dataclasses import fields
+from dataclasses import field, fields
 
 from .errors import NumvarsError
 
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def opt(default, help: str):
+    """A dataclass field with a default and the help text that `--help` shows for it."""
+    return field(default=default, metadata={"help": help})
+
+
+def help_lines(cls, exclude: tuple[str, ...] = (), width: int = 15) -> str:
+    """`key  help (default …)` for each field of an options dataclass, wrapped, for a command's --help."""
+    import textwrap
+
+    lines = []
+    for f in fields(cls):
+        if f.name not in exclude:
+            text = f"{f.metadata.get('help', '')} (default {f.default})"
+            lines += textwrap.wrap(text, 100, initial_indent=f"  {f.name:<{width}} ", subsequent_indent=" " * (width + 3))
+    return "\n".join(lines)
 
 
 def split_words(words: list[str]) -> dict[str, str]:

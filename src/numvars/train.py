@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,7 @@ from .tasks import PAD
 
 CRITERION = 0.9999
 RESUME_EVERY_S = 20.0
+FIXED_SET = 7_919         # seeds the fixed training set apart from the fresh samples
 
 
 @dataclass
@@ -50,10 +52,12 @@ def checkpoint_epochs(max_epochs: int) -> set[int]:
     return {round(2 ** (i / 2)) for i in range(int(2 * math.log2(max_epochs)) + 2)} & set(range(1, max_epochs + 1))
 
 
-def next_token_loss(model, tokens: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy on every position except padding."""
+def next_token_loss(model, tokens: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy on every position except padding; `targets` (default: the tokens themselves)
+    differ from the inputs when the model is fed its own predictions."""
+    targets = tokens if targets is None else targets
     logits = model(tokens[:, :-1])                                  # (B, L-1, V)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), ignore_index=PAD)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets[:, 1:].reshape(-1), ignore_index=PAD)
 
 
 def run_dir_for(cfg: RunConfig) -> Path:
@@ -72,7 +76,8 @@ def is_finished(run_dir: Path) -> bool:
 
 
 def train(cfg: RunConfig, progress: bool = True) -> RunResult:
-    """Train one run to the criterion or the epoch budget; skip it if finished, resume it if not."""
+    """Train one run to the criterion (and on, as configured) or the epoch budget; skip it if finished,
+    resume it if not."""
     run_dir = run_dir_for(cfg)
     if is_finished(run_dir):
         return RunResult(run_dir, io.read_json(run_dir / "summary.json"), skipped=True)
@@ -82,6 +87,8 @@ def train(cfg: RunConfig, progress: bool = True) -> RunResult:
     (run_dir / "summary.json").unlink(missing_ok=True)     # weights missing or bad: this run is not finished
     tc, task = cfg.train, cfg.make_task()
     model = models.build(cfg.model, seed=tc.seed).to(device)
+    if tc.inputs == "model" and type(model).forward is torch.nn.Module.forward:
+        raise NumvarsError("inputs=model needs a model with a forward pass over whole sequences")
     torch.manual_seed(tc.seed)                       # dropout's stream, saved and restored on resume
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc))
@@ -94,16 +101,16 @@ def train(cfg: RunConfig, progress: bool = True) -> RunResult:
     rows, epoch = info["rows"], info["epoch"]
     save_at = checkpoint_epochs(tc.max_epochs)
     eval_counts = range(cfg.task.min_count, cfg.task.max_count + 1)   # held-out counts included
+    batches = Batches(task, tc, device)
     start, last_save = time.perf_counter() - info["elapsed"], time.perf_counter()
     bar = tqdm(total=tc.max_epochs, initial=epoch, disable=not progress, desc=cfg.run_name(), unit="ep", leave=False)
-    acc = rows[-1]["trial_accuracy"] if rows else 0.0
     model.train()
-    while epoch < tc.max_epochs and acc < CRITERION:
+    while epoch < tc.max_epochs and not done(rows, tc):
         losses = []
         for _ in range(tc.steps_per_epoch):
-            step = epoch * tc.steps_per_epoch + len(losses)
-            tokens = task.sample(tc.batch_size, seed=[tc.seed, step]).tokens.to(device)
-            loss = next_token_loss(model, tokens)
+            tokens, mask = batches(epoch * tc.steps_per_epoch + len(losses))
+            loss = next_token_loss(model, model_fed(model, tokens, mask) if tc.inputs == "model" else tokens,
+                                   targets=tokens)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -113,10 +120,11 @@ def train(cfg: RunConfig, progress: bool = True) -> RunResult:
         mean_loss = float(torch.stack(losses).mean())
         if not math.isfinite(mean_loss):
             _diverged(run_dir, epoch, tc)
-        acc = trial_accuracy(model, task, eval_counts, tc.eval_per_count, device=device).accuracy
+        trials = trial_accuracy(model, task, eval_counts, tc.eval_per_count, device=device)
+        first = criterion_epoch(rows) is None and trials.accuracy >= CRITERION
         rows.append({"epoch": epoch, "step": epoch * tc.steps_per_epoch, "loss": mean_loss,
-                     "lr": sched.get_last_lr()[0], "trial_accuracy": acc, "seconds": time.perf_counter() - start,
-                     "checkpoint": epoch in save_at or acc >= CRITERION})
+                     "lr": sched.get_last_lr()[0], "trial_accuracy": trials.accuracy, "val_loss": trials.loss,
+                     "seconds": time.perf_counter() - start, "checkpoint": epoch in save_at or first})
         if rows[-1]["checkpoint"]:
             io.save_tensors(run_dir / "checkpoints" / f"epoch_{epoch:06d}.safetensors", model.state_dict())
         if time.perf_counter() - last_save > RESUME_EVERY_S:
@@ -124,9 +132,77 @@ def train(cfg: RunConfig, progress: bool = True) -> RunResult:
                                                      "elapsed": time.perf_counter() - start}, cuda)
             last_save = time.perf_counter()
         bar.update(1)
-        bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{acc:.3f}")
+        bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{trials.accuracy:.3f}")
     bar.close()
     return RunResult(run_dir, _finish(run_dir, cfg, model, rows, device))
+
+
+class Batches:
+    """The training batch of each step: fresh samples seeded by (seed, step), or rows of one fixed
+    training set of `train_set` sequences drawn by (seed, step). Either way a resumed run sees
+    exactly the batches an uninterrupted one would. Returns (tokens, task_mask) on the device,
+    trimmed to the batch's longest sequence."""
+
+    def __init__(self, task, tc: TrainConfig, device):
+        self.task, self.tc, self.device = task, tc, device
+        self.fixed = task.sample(tc.train_set, seed=[tc.seed, FIXED_SET]) if tc.train_set else None
+
+    def __call__(self, step: int):
+        if self.fixed is None:
+            batch = self.task.sample(self.tc.batch_size, seed=[self.tc.seed, step])
+        else:
+            rng = np.random.default_rng([self.tc.seed, FIXED_SET, step])
+            n = len(self.fixed)
+            rows = rng.choice(n, self.tc.batch_size, replace=self.tc.batch_size > n)
+            batch = self.fixed.select(torch.as_tensor(rows))
+            width = int(batch.lengths.max())
+            batch = type(batch)(batch.tokens[:, :width], batch.task_mask[:, :width], batch.counts,
+                                batch.roles[:, :width], batch.lengths)
+        return batch.tokens.to(self.device), batch.task_mask.to(self.device)
+
+
+def criterion_epoch(rows: list[dict]) -> int | None:
+    """The first epoch at which every evaluation trial was right."""
+    return next((r["epoch"] for r in rows if r["trial_accuracy"] >= CRITERION), None)
+
+
+def done(rows: list[dict], tc: TrainConfig) -> bool:
+    """Stop at the criterion; or `extra_epochs` after it; or once the validation loss has not improved
+    (by 1e-4) for `plateau` epochs after it."""
+    first = criterion_epoch(rows)
+    if first is None:
+        return False
+    if tc.extra_epochs:
+        return rows[-1]["epoch"] >= first + tc.extra_epochs
+    if tc.plateau:
+        after = [r["val_loss"] for r in rows if r["epoch"] >= first]
+        best, best_at = after[0], 0
+        for i, value in enumerate(after):
+            if value < best - 1e-4:
+                best, best_at = value, i
+        return len(after) - 1 - best_at >= tc.plateau
+    return True
+
+
+@torch.no_grad()
+def model_fed(model, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The inputs a model sees when its own greedy predictions replace the true tokens at response
+    positions (where the task mask is set): the fixed point of "input = prediction of the step before".
+    Causality makes it exact: each pass fixes at least one more response position from the left, and
+    the loop stops as soon as the inputs no longer change (once, for a model that is already right)."""
+    was_training = model.training
+    model.eval()                                   # greedy predictions without dropout
+    inputs = tokens.clone()
+    try:
+        for _ in range(int(mask.sum(1).max()) + 1):
+            pred = model(inputs[:, :-1]).argmax(-1)                # (B, L-1): predicts tokens[:, 1:]
+            fed = torch.where(mask[:, 1:], pred, tokens[:, 1:])
+            if torch.equal(fed, inputs[:, 1:]):
+                break
+            inputs[:, 1:] = fed
+    finally:
+        model.train(was_training)
+    return inputs
 
 
 def _note_older(cfg: RunConfig, run_dir: Path) -> None:
@@ -156,8 +232,10 @@ def _finish(run_dir: Path, cfg: RunConfig, model, rows: list[dict], device) -> d
     io.save_tensors(run_dir / "model.safetensors", model.state_dict())
     io.write_table(run_dir / "metrics.parquet", pd.DataFrame(rows))
     last = rows[-1]
-    summary = {"run_id": cfg.run_id(), "run_name": cfg.run_name(), "reached_criterion": last["trial_accuracy"] >= CRITERION,
-               "epochs": last["epoch"], "steps": last["step"], "trial_accuracy": last["trial_accuracy"],
+    first = criterion_epoch(rows)
+    summary = {"run_id": cfg.run_id(), "run_name": cfg.run_name(), "reached_criterion": first is not None,
+               "criterion_epoch": first, "epochs": last["epoch"], "steps": last["step"],
+               "trial_accuracy": last["trial_accuracy"],
                "seconds": round(last["seconds"], 2), "device": str(device), "threads": cfg.placement.threads,
                "torch": torch.__version__, "protocol": stale.current()}
     io.write_json(run_dir / "summary.json", summary)   # written last: its presence means "finished"

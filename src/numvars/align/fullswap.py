@@ -31,8 +31,10 @@ class FullSwapResult:
     pairs: pd.DataFrame = field(repr=False)
 
     def summary(self) -> dict:
+        first = self.pairs[self.pairs["program"] == self.pairs["program"].iloc[0]]
+        by_phase = first.groupby("phase_t")["correct"].mean().to_dict()
         return {"iia": self.iia, "iia_by_program": self.iia_by_program, "site": self.site, "n": self.n,
-                "seed": self.seed}
+                "seed": self.seed, "iia_by_base_phase": by_phase}
 
 
 @torch.no_grad()
@@ -48,7 +50,8 @@ def full_swap(model: nn.Module, task: Task, programs=("ctx_distributed", "up_dow
                                                                                                 device=o.device)
         for name in programs:
             program = get_program(name)
-            sampled = make_pairs(task, program, None, o.n, o.seed, counts, match="phase")   # same seed: same pairs
+            sampled = make_pairs(task, program, None, o.n, o.seed, counts, match=o.match,   # same seed: same pairs
+                                 positions=o.positions)
             verdict = score(at, identity, everything, cache(at, sampled.to(o.device)), free=False)
             scores[program.name] = float(verdict.correct.float().mean())
             frames.append(sampled.info().assign(program=program.name, correct=verdict.correct.numpy()))

@@ -2,19 +2,29 @@
 named, typed, documented (`help`) and checked. The CLI's keys and the job keys are read off them."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 
 from .. import options
 from ..errors import NumvarsError
+from ..options import help_lines  # noqa: F401  (the CLI reads options' help through here)
 from ..runtime import resolve_device
 
 MAPS = ("orthogonal", "linear")
 CONTROLS = ("untrained", "random", "identity")
+POSITIONS = ("all", "tokens")
+PAIR_COUNTS = ("all", "train")
+DEMO_RULES = ("extra", "target", "random")
+LOSS_ON = ("scored", "all")
+MATCHES = ("phase", "role")
 MAX_PAIRS = 5_000_000
 
 
-def _opt(default, help: str):
-    return field(default=default, metadata={"help": help})
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise NumvarsError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+_opt = options.opt
 
 
 @dataclass(frozen=True)
@@ -34,12 +44,29 @@ class DASOptions:
     max_epochs: int = _opt(50, "passes over the training pairs at most")
     patience: int = _opt(8, "stop after this many epochs without a validation-loss gain of 1e-3")
     target: float = _opt(0.995, "stop once validation IIA reaches this")
+    max_steps: int | None = _opt(None, "stop after this many optimisation steps (overrides max_epochs; "
+                                       "e.g. 20000 with batch_size=128, the authors' code)")
+    positions: str = _opt("all", "where t and u are drawn: all (every non-BOS/EOS/PAD position, the paper's "
+                                 "text) or tokens (demo and response tokens only, the authors' code)")
+    pair_counts: str = _opt("all", "counts of the pairs' sequences: all (the task's whole range) or train "
+                                   "(without the held-out counts)")
+    demo_rule: str = _opt("extra", "how a base left in the demo phase continues: extra (0..max_extra_demo more "
+                                   "demo tokens, the paper's text), target (until the swapped count reaches "
+                                   "the base's own count) or random (until a random target, the authors' code)")
+    max_extra_demo: int = _opt(3, "most extra demo tokens under demo_rule=extra")
+    loss_on: str = _opt("scored", "DAS loss on the scored tokens only, or on all continuation tokens")
     device: str = _opt("cpu", "cpu, cuda or auto")
 
     def __post_init__(self):
         options.canonicalize(self)
-        if self.map not in MAPS:
-            raise NumvarsError(f"unknown map {self.map!r}; choose one of {', '.join(MAPS)}")
+        _choice("map", self.map, MAPS)
+        _choice("positions", self.positions, POSITIONS)
+        _choice("pair_counts", self.pair_counts, PAIR_COUNTS)
+        _choice("demo_rule", self.demo_rule, DEMO_RULES)
+        _choice("loss_on", self.loss_on, LOSS_ON)
+        options.check_range("max_extra_demo", self.max_extra_demo, 0, 1000)
+        if self.max_steps is not None:
+            options.check_range("max_steps", self.max_steps, 1, 10_000_000)
         if self.control in ("", "none"):
             object.__setattr__(self, "control", None)
         if self.control not in (None, *CONTROLS):
@@ -64,18 +91,19 @@ class FullSwapOptions:
     site: str | None = _opt(None, "intervention site (default: state for RNNs, resid.1 for the Transformer)")
     n: int = _opt(1000, "pairs")
     seed: int = _opt(0, "seed of the pairs")
+    match: str = _opt("phase", "source positions in the base's program phase, or of the same role (phase | role: "
+                               "a trigger only with a trigger; a Transformer's stream also says which token "
+                               "sits there)")
+    positions: str = _opt("all", "all (every non-BOS/EOS/PAD position) or tokens (demo and response tokens)")
     device: str = _opt("cpu", "cpu, cuda or auto")
 
     def __post_init__(self):
         options.canonicalize(self)
+        _choice("match", self.match, MATCHES)
+        _choice("positions", self.positions, POSITIONS)
         options.check_range("n", self.n, 1, MAX_PAIRS)
         options.check_range("seed", self.seed, 0)
         resolve_device(self.device)
 
     def key(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "device"}
-
-
-def help_lines(cls) -> str:
-    """`key (default): help` for each option, for a command's --help."""
-    return "\n".join(f"  {f.name:<12} {f.metadata.get('help', '')} (default {f.default})" for f in fields(cls))

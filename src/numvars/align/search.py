@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .. import io
 from ..errors import NumvarsError
 from ..programs import Pairs, get_program, make_pairs
-from ..tasks import Task
+from ..tasks import PAD, Task
 from .maps import block_masks, make_map
 from .protocol import DASOptions
 from .scoring import intervene, loss, response_length, score
@@ -45,6 +45,7 @@ class DASResult:
     control: str | None
     seed: int
     epochs: int
+    steps: int
     seconds: float
     matrix: torch.Tensor = field(repr=False)
     pairs: pd.DataFrame = field(repr=False)
@@ -57,9 +58,23 @@ class DASResult:
     def per_variable(self) -> dict[str, float]:
         return self.pairs.groupby("variable")["correct"].mean().to_dict()
 
+    @property
+    def iia_nontrivial(self) -> float:
+        """IIA on the pairs whose swap changes what the program predicts (NaN if there are none)."""
+        return float(self.pairs.loc[~self.pairs["trivial"], "correct"].mean())
+
+    @property
+    def trivial_fraction(self) -> float:
+        return float(self.pairs["trivial"].mean())
+
+    def iia_by_phase(self) -> pd.DataFrame:
+        """IIA by the phase of the base position t (rows) and the source position u (columns):
+        demo, T (the trigger) or response, with the number of pairs in each cell."""
+        return phase_table(self.pairs)
+
     def summary(self) -> dict:
-        keys = ("iia", "iia_free", "token_accuracy", "val_iia", "program", "k", "map", "site", "control", "seed",
-                "epochs", "seconds")
+        keys = ("iia", "iia_free", "token_accuracy", "val_iia", "iia_nontrivial", "trivial_fraction", "program",
+                "k", "map", "site", "control", "seed", "epochs", "steps", "seconds")
         return {**{k: getattr(self, k) for k in keys}, "variables": list(self.variables),
                 "iia_per_variable": self.per_variable()}
 
@@ -70,6 +85,18 @@ class DASResult:
         io.write_table(out / "history.parquet", self.history)
         io.write_json(out / "result.json", {**self.summary(), **(extra or {})})   # last: its presence means "complete"
         return out
+
+
+PHASES = ("demo", "T", "response")
+
+
+def phase_table(pairs: pd.DataFrame, correct: str = "correct") -> pd.DataFrame:
+    """Long table: phase_t, phase_u, iia, pairs (every combination of demo / T / response)."""
+    grid = pd.MultiIndex.from_product([PHASES, PHASES], names=["phase_t", "phase_u"])
+    table = pairs.groupby(["phase_t", "phase_u"])[correct].agg(iia="mean", pairs="size")
+    table = table.reindex(grid).reset_index()
+    table["pairs"] = table["pairs"].fillna(0).astype(int)
+    return table
 
 
 def parse_variables(program, variable) -> tuple[str, ...]:
@@ -125,16 +152,20 @@ def das(model: nn.Module, task: Task, program="up_down", variable="count", progr
         d = at.size
         k = d // 2 if o.k is None else o.k
         masks = block_masks(d, k, len(variables)).to(device)
-        sampled = make_pairs(task, program, variables, o.n_train + o.n_val + o.n_test, o.seed, counts)
+        if counts is None and o.pair_counts == "train":
+            counts = task.spec.train_counts
+        sampled = make_pairs(task, program, variables, o.n_train + o.n_val + o.n_test, o.seed, counts,
+                             positions=o.positions, demo_rule=o.demo_rule, max_extra_demo=o.max_extra_demo)
         pairs = cache(at, sampled.to(device))
         tr, va, te = slice(0, o.n_train), slice(o.n_train, o.n_train + o.n_val), slice(o.n_train + o.n_val, None)
         kind = o.control if o.control in ("random", "identity") else o.map
         align = make_map(kind, d, o.seed).to(device)
         if o.control in ("random", "identity"):             # fixed maps: nothing to fit
-            history, epochs = [], 0
+            history, epochs, steps = [], 0, 0
             val_iia = float(score(at, align, masks, pairs.select(va), free=False).correct.float().mean())
         else:
-            align, history, epochs, val_iia = _fit(at, align, masks, pairs.select(tr), pairs.select(va), o, progress)
+            align, history, epochs, steps, val_iia = _fit(at, align, masks, pairs.select(tr), pairs.select(va), o,
+                                                          progress)
         test = score(at, align, masks, pairs.select(te))
     frame = pair_frame(sampled.select(te), test, task.resp_id, task.vocab["EOS"])
     with torch.no_grad(), parametrize.cached():
@@ -142,15 +173,17 @@ def das(model: nn.Module, task: Task, program="up_down", variable="count", progr
     return DASResult(iia=float(test.correct.float().mean()), iia_free=float(test.correct_free.float().mean()),
                      token_accuracy=test.token_accuracy, val_iia=val_iia,
                      variables=variables, program=program.name, k=k, map=kind, site=at.name, control=o.control,
-                     seed=o.seed, epochs=epochs, seconds=round(time.perf_counter() - started, 2), matrix=matrix,
+                     seed=o.seed, epochs=epochs, steps=steps, seconds=round(time.perf_counter() - started, 2), matrix=matrix,
                      pairs=frame, history=pd.DataFrame(history, columns=["epoch", "loss", "val_loss", "val_iia"]))
 
 
-def das_step(site, align, masks, batch: Pairs, opt: torch.optim.Optimizer) -> torch.Tensor:
+def das_step(site, align, masks, batch: Pairs, opt: torch.optim.Optimizer, loss_on: str = "scored") -> torch.Tensor:
     """One optimisation step on a batch of cached pairs: rotate, swap, rotate back, run the
-    continuation, cross-entropy on the scored tokens. Returns the (detached) loss."""
+    continuation, cross-entropy on the scored tokens (or, loss_on="all", on every continuation
+    token, forced demo tokens and trigger included). Returns the (detached) loss."""
+    on = batch.scored if loss_on == "scored" else batch.cont_roles != PAD
     with parametrize.cached():          # the orthogonal matrix once per step, not once per use
-        value = loss(site.run(batch, intervene(align, masks, batch)), batch.cont, batch.scored)
+        value = loss(site.run(batch, intervene(align, masks, batch)), batch.cont, on)
         opt.zero_grad(set_to_none=True)
         value.backward()
     opt.step()
@@ -164,11 +197,17 @@ def _fit(site, align, masks, train: Pairs, val: Pairs, o: DASOptions, progress: 
     opt = torch.optim.Adam(align.parameters(), lr=o.lr)
     gen = torch.Generator().manual_seed(o.seed)
     best, best_loss, best_state, stale, history = -1.0, math.inf, copy.deepcopy(align.state_dict()), 0, []
-    bar = tqdm(range(1, o.max_epochs + 1), disable=not progress, desc="DAS", unit="ep", leave=False)
+    per_epoch = math.ceil(len(train) / o.batch_size)
+    epochs = o.max_epochs if o.max_steps is None else math.ceil(o.max_steps / per_epoch)
+    steps = 0
+    bar = tqdm(range(1, epochs + 1), disable=not progress, desc="DAS", unit="ep", leave=False)
     for epoch in bar:
         losses = []
         for idx in torch.randperm(len(train), generator=gen).split(o.batch_size):
-            losses.append(das_step(site, align, masks, train.select(idx.to(train.t.device)), opt))
+            if o.max_steps is not None and steps >= o.max_steps:
+                break
+            losses.append(das_step(site, align, masks, train.select(idx.to(train.t.device)), opt, o.loss_on))
+            steps += 1
         checked = score(site, align, masks, val, free=False)
         val_iia = float(checked.correct.float().mean())
         history.append((epoch, float(torch.stack(losses).mean()), checked.loss, val_iia))
@@ -177,7 +216,7 @@ def _fit(site, align, masks, train: Pairs, val: Pairs, o: DASOptions, progress: 
             best, best_state = val_iia, copy.deepcopy(align.state_dict())
         stale = 0 if checked.loss < best_loss - 1e-3 else stale + 1
         best_loss = min(best_loss, checked.loss)
-        if best >= o.target or stale >= o.patience:
+        if best >= o.target or stale >= o.patience or (o.max_steps is not None and steps >= o.max_steps):
             break
     align.load_state_dict(best_state)
-    return align, history, epoch, best
+    return align, history, epoch, steps, best

@@ -24,6 +24,9 @@ class Program:
 
     name: str = "program"
     variables: tuple[str, ...] = ()
+    # the state key that counts demo tokens, if any: the "target" demo-phase rules continue a
+    # demo-phase base until it reaches a target count (see `counterfactual.extra_demos`)
+    counter: str | None = None
 
     def init(self, batch_size: int) -> State:
         """The state before the first token (BOS, or the first demo token when there is no BOS)."""
@@ -56,6 +59,7 @@ class UpDown(Program):
 
     name = "up_down"
     variables = ("count", "phase")
+    counter = "count"
 
     def init(self, batch_size):
         return _zeros(batch_size, "count", "phase")
@@ -83,6 +87,7 @@ class UpUp(Program):
 
     name = "up_up"
     variables = ("demo_count", "resp_count", "phase")
+    counter = "demo_count"
 
     def init(self, batch_size):
         return _zeros(batch_size, *self.variables)
@@ -101,6 +106,7 @@ class ContextDistributed(Program):
 
     name = "ctx_distributed"
     variables = ()
+    counter = "n_demo"
 
     def init(self, batch_size):
         return _zeros(batch_size, "n_demo", "n_resp", "phase")

@@ -20,6 +20,7 @@ from .base import Program, State, get_program
 from .interpret import advance, at, roles_of, trace
 
 PHASE_OF_ROLE = {DEMO: "demo", VOID: "demo", TRIGGER: "T", RESP: "response"}
+DEMO_RULES = ("extra", "target", "random")
 
 
 @dataclass
@@ -177,10 +178,33 @@ def generator(seed: int | torch.Generator) -> torch.Generator:
     return seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
 
 
+def extra_demos(program: Program, rule: str, cf_state: State, base_roles: torch.Tensor, gen: torch.Generator,
+                max_extra_demo: int = 3, count_range: tuple[int, int] = (1, 20)) -> torch.Tensor:
+    """(N,) how many more demo tokens a base still in the demo phase sees before the trigger:
+    extra  — k ~ U{0..max_extra_demo} (the paper's text);
+    target — until the program's demo counter reaches the base's own count n;
+    random — until it reaches a target drawn uniformly from count_range (the authors' code)."""
+    if rule not in DEMO_RULES:
+        raise NumvarsError(f"unknown demo_rule {rule!r}; choose one of {', '.join(DEMO_RULES)}")
+    if max_extra_demo < 0:
+        raise NumvarsError(f"max_extra_demo={max_extra_demo} must be >= 0; the paper uses 3")
+    n = base_roles.shape[0]
+    if rule == "extra":
+        return torch.randint(max_extra_demo + 1, (n,), generator=gen)
+    if program.counter is None:
+        raise NumvarsError(f"demo_rule={rule} needs a demo counter, and program {program.name!r} names none; "
+                           "set its `counter` attribute or use demo_rule=extra")
+    if rule == "target":
+        target = (base_roles == DEMO).sum(1)
+    else:
+        target = torch.randint(count_range[0], count_range[1] + 1, (n,), generator=gen)
+    return (target - cf_state[program.counter]).clamp(min=0)
+
+
 def counterfactuals(program: Program | str, base: Batch | torch.Tensor, source: Batch | torch.Tensor,
                     variables: Sequence[str] | str | None, t: torch.Tensor, u: torch.Tensor, seed: int = 0,
                     max_extra_demo: int = 3, trigger: bool = True, var_index: torch.Tensor | None = None,
-                    max_steps: int | None = None) -> Pairs:
+                    max_steps: int | None = None, demo_rule: str = "extra") -> Pairs:
     """Set `variables` in the base state after position t to the source's values after u and let
     the program run on. variables=None swaps all of them (the full-state swap)."""
     program = get_program(program)
@@ -188,24 +212,23 @@ def counterfactuals(program: Program | str, base: Batch | torch.Tensor, source: 
     b_roles, s_roles = roles_of(base), roles_of(source)
     _check_pairs(b_roles, s_roles, t, u, var_index, len(variables))
     pairs = from_traces(program, b_roles, s_roles, trace(program, b_roles), trace(program, s_roles), variables,
-                        t, u, seed, max_extra_demo, trigger, var_index, max_steps)
+                        t, u, seed, max_extra_demo, trigger, var_index, max_steps, demo_rule)
     if isinstance(base, Batch) and isinstance(source, Batch):
         pairs = replace(pairs, base=base.tokens, source=source.tokens)
     return pairs
 
 
 def from_traces(program, base_roles, source_roles, base_states, source_states, variables, t, u, seed,
-                max_extra_demo, trigger, var_index=None, max_steps=None) -> Pairs:
+                max_extra_demo, trigger, var_index=None, max_steps=None, demo_rule="extra",
+                count_range=(1, 20)) -> Pairs:
     """`counterfactuals` from traced states (B, L), so `make_pairs` traces each batch once."""
-    if max_extra_demo < 0:
-        raise NumvarsError(f"max_extra_demo={max_extra_demo} must be >= 0; the paper uses 3")
     n = len(t)
     base_state = at(base_states, t)
     cf_state = swap(base_state, at(source_states, u), variables, var_index)   # None: every variable
     var_index = torch.zeros(n, dtype=torch.long) if var_index is None else var_index
-    n_extra = torch.randint(max_extra_demo + 1, (n,), generator=generator(seed))
-    # a generous bound: no built-in program can count past both sequences' lengths
-    steps = max_steps or base_roles.shape[1] + source_roles.shape[1] + max_extra_demo + 2
+    n_extra = extra_demos(program, demo_rule, cf_state, base_roles, generator(seed), max_extra_demo, count_range)
+    # a generous bound: no built-in program can count past both sequences' lengths and the extra demos
+    steps = max_steps or base_roles.shape[1] + source_roles.shape[1] + int(n_extra.max()) + 2
     end = TRIGGER if trigger else RESP
     roles, scored = rollout(program, cf_state, n_extra, end, steps)
     own, _ = rollout(program, base_state, n_extra, end, steps)
