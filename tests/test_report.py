@@ -33,7 +33,8 @@ N_FIGURES = len(figures.TITLES)
 def _run(arch, task, seed, d=20, variant="default", ok=True, run_dir=None):
     name = f"{arch}-{task}-{variant}-d{d}-s{seed}"
     return {"run_name": name, "run_dir": str(run_dir or f"runs/{name}"), "arch": arch, "task": task,
-            "variant": variant, "d_model": d, "seed": seed, "reached_criterion": ok, "epochs": 50,
+            "variant": variant, "d_model": d, "seed": seed, "reached_criterion": ok,
+            "criterion_epoch": 8 if ok else None, "epochs": 50,
             "seconds": 3.0, "trial_accuracy": 1.0 if ok else 0.4}
 
 
@@ -62,8 +63,13 @@ def _iia_rows(r: dict) -> list[dict]:
             v = (value + jitter if control == "none" else 0.05) if r["reached_criterion"] else 0.0
             rows.append({**key, "program": program, "variable": variable, "k": r["d_model"] // 2,
                          "map": control if control in ("random", "identity") else "orthogonal", "control": control,
-                         "iia": v, "iia_free": v, "token_accuracy": v, "val_iia": v, "seconds": 1.0,
-                         "result_dir": "x"})
+                         "iia": v, "iia_free": v, "iia_nontrivial": v - 0.1, "token_accuracy": v, "val_iia": v,
+                         "seconds": 1.0, "result_dir": "x"})
+    if r["d_model"] == 20 and r["variant"] == "default":                 # a second map, for Up-Down only
+        v = min(1.0, ud + 0.03 + jitter) if r["reached_criterion"] else 0.0
+        rows.append({**key, "program": "up_down", "variable": "count", "k": 10, "map": "linear", "control": "none",
+                     "iia": v, "iia_free": v, "iia_nontrivial": v, "token_accuracy": v, "val_iia": v, "seconds": 1.0,
+                     "result_dir": "x"})
     return rows
 
 
@@ -77,21 +83,24 @@ def _other_rows(r: dict) -> dict[str, list[dict]]:
                         {**key, "site": site, "program": "up_down", "iia": 1 - swap}],
            "oor": [{**key, "count": c, "accuracy": 1.0 if c <= 20 else max(0.0, 1 - 0.2 * (c - 20))}
                    for c in range(1, 31)],
-           "dynamics": [], "gradience": []}
+           "dynamics": [], "pairs": []}
     if r["task"] == "multi_object" and r["variant"] == "default" and r["d_model"] == 20:
         epochs = (1, 2, 4, 8, 16) if r["arch"] != "lstm" else (1, 2)          # LSTM: too few for a Pearson r
         out["dynamics"] = [{**key, "epoch": e, "trial_accuracy": min(1.0, e / 16),
                             "iia": min(1.0, e / 20 + 0.1 * (e == 2))} for e in epochs]
-    if r["arch"] == "gru" and r["task"] == "multi_object":
-        out["gradience"] = [{**key, "base_value": b, "source_value": s, "abs_diff": abs(b - s),
-                             "correct": int(abs(b - s) <= 2 or (b + s) % 2 == 0)}
-                            for b in range(1, 7) for s in range(1, 7)]
+    if r["variant"] == "default":
+        phases = ("demo", "T", "response")
+        out["pairs"] = [{**key, "map": "orthogonal", "base_value": b, "source_value": s, "abs_diff": abs(b - s),
+                         "correct": int(abs(b - s) <= 2 or (b + s) % 2 == 0), "phase_t": phases[b % 3],
+                         "phase_u": phases[s % 3], "trivial": b == s,
+                         "signed_error": 0 if abs(b - s) <= 2 or (b + s) % 2 == 0 else (1 if b > s else -1)}
+                        for b in range(1, 7) for s in range(1, 7)]
     return out
 
 
 def write_results(root: Path, real: dict) -> Path:
     runs = _runs(real)
-    tables = {"runs": runs, "iia": [], "fullswap": [], "oor": [], "dynamics": [], "gradience": []}
+    tables = {"runs": runs, "iia": [], "fullswap": [], "oor": [], "dynamics": [], "pairs": []}
     for r in runs:
         tables["iia"] += _iia_rows(r)
         for name, rows in _other_rows(r).items():
@@ -125,17 +134,26 @@ def results(tmp_path_factory):
 # Statistics on known numbers
 
 
-def test_mean_ci_uses_the_t_distribution():
+def test_mean_ci_bootstraps_over_three_or_more_seeds_and_stays_inside_the_values():
     res = analysis.mean_ci([0.9, 0.95, 1.0])
-    half = stats.t.ppf(0.975, 2) * 0.05 / math.sqrt(3)               # sd 0.05, n 3: half-width 0.1242
-    assert res["n"] == 3 and res["mean"] == pytest.approx(0.95)
-    assert res["ci_low"] == pytest.approx(0.95 - half) and res["ci_high"] == pytest.approx(0.95 + half)
-    assert half == pytest.approx(0.12421, abs=1e-5)
+    assert res["n"] == 3 and res["mean"] == pytest.approx(0.95) and res["interval"] == "bootstrap"
+    assert 0.9 <= res["ci_low"] < 0.95 < res["ci_high"] <= 1.0
+    assert analysis.mean_ci([0.9, 0.95, 1.0]) == res                               # seeded: the same every time
+    wide = analysis.mean_ci([0.0, 0.0, 1.0, 1.0, 1.0, 0.0])
+    assert 0.0 <= wide["ci_low"] < 0.5 < wide["ci_high"] <= 1.0                   # never outside [0, 1]
+    same = analysis.mean_ci([0.8] * 6)
+    assert same["ci_low"] == same["ci_high"] == pytest.approx(0.8)
+
+
+def test_two_seeds_show_their_range_not_a_t_interval():
+    res = analysis.mean_ci([0.3, 0.9])                   # a t-interval would be [-3.21, 4.41]
+    assert (res["ci_low"], res["ci_high"], res["interval"]) == (0.3, 0.9, "range")
 
 
 def test_mean_ci_with_one_seed_has_no_interval():
     res = analysis.mean_ci([0.7])
     assert res["mean"] == 0.7 and res["n"] == 1 and math.isnan(res["ci_low"]) and math.isnan(res["ci_high"])
+    assert res["interval"] == "none"
 
 
 def test_pearson_on_known_numbers_and_guards():
@@ -163,23 +181,27 @@ def test_analyze_writes_every_table_and_figure(results):
 
 def test_iia_table_means_cis_controls_and_best_count(results):
     _, out, _ = results
-    t = out["iia_table"].set_index(["arch", "task", "program", "variable"])
-    gru = t.loc[("gru", "multi_object", "up_down", "count")]
-    half = stats.t.ppf(0.975, 1) * np.std([0.97, 0.93], ddof=1) / math.sqrt(2)
+    t = out["iia_table"].set_index(["arch", "task", "program", "variable", "map"])
+    gru = t.loc[("gru", "multi_object", "up_down", "count", "orthogonal")]
     assert gru["mean"] == pytest.approx(0.95) and gru["n"] == 2       # the dropped seed's zeros are not in it
-    assert gru["ci_high"] - gru["mean"] == pytest.approx(half)
+    assert (gru["ci_low"], gru["ci_high"], gru["interval"]) == pytest.approx((0.93, 0.97)) or gru["interval"] == "range"
+    assert gru["ci_low"] == pytest.approx(0.93) and gru["ci_high"] == pytest.approx(0.97)
+    assert gru["nontrivial_mean"] == pytest.approx(0.85)
+    assert t.loc[("gru", "multi_object", "up_down", "count", "linear"), "mean"] == pytest.approx(0.98)
     assert gru["untrained_mean"] == pytest.approx(0.05) and gru["random_mean"] == pytest.approx(0.05)
     assert gru["fullswap_mean"] == pytest.approx(0.08)
-    best = t.loc[("lstm", "single_object", "up_up", "best_count")]
+    best = t.loc[("lstm", "single_object", "up_up", "best_count", "orthogonal")]
     assert best["mean"] == pytest.approx(PAPER[("lstm", "single_object")][1])    # max(demo, resp) per seed
-    lone = t.loc[("transformer", "same_object", "up_down", "count")]
+    lone = t.loc[("transformer", "same_object", "up_down", "count", "orthogonal")]
     assert lone["n"] == 1 and math.isnan(lone["ci_low"])
 
 
 def test_headline_and_other_tables(results):
     _, out, _ = results
-    h = out["headline"].set_index(["arch", "task", "measure"])
-    assert len(h) == 27 and h.loc[("transformer", "multi_object", "full_swap"), "mean"] == pytest.approx(0.97)
+    h = out["headline"].set_index(["arch", "task", "measure", "map"])
+    assert len(h) == 9 * 3 + 9                                 # Figure 2's 27 cells, Up-Down with the linear map too
+    assert h.loc[("transformer", "multi_object", "full_swap", "—"), "mean"] == pytest.approx(0.97)
+    assert h.loc[("gru", "multi_object", "up_down_count", "linear"), "mean"] == pytest.approx(0.98)
     sweep = out["size_sweep"].set_index("d_model")
     assert list(sweep.index) == [8, 20, 48] and sweep.loc[8, "mean"] == pytest.approx(0.6)
     dyn = out["dynamics_runs"].set_index("run_name")
@@ -187,7 +209,14 @@ def test_headline_and_other_tables(results):
     e = np.array([1, 2, 4, 8, 16])
     assert g["r"] == pytest.approx(stats.pearsonr(np.minimum(1, e / 16), e / 20 + 0.1 * (e == 2))[0])
     assert math.isnan(dyn.loc["lstm-multi_object-default-d20-s0", "r"])           # two checkpoints only
+    assert g["n_after"] == 2 and g["iia_at_criterion"] == pytest.approx(0.4) and g["iia_last"] == pytest.approx(0.8)
     assert "all" in set(out["dynamics_pooled"]["scope"])
+    phases = out["phase_pairs"]
+    cell = phases[(phases["arch"] == "gru") & (phases["task"] == "multi_object") & (phases["phase_t"] == "T")
+                  & (phases["phase_u"] == "T")].iloc[0]
+    assert cell["pairs"] == 2 * 4 and cell["iia"] == pytest.approx(0.5)     # b, s in {1, 4}: (1, 4) and (4, 1) fail
+    errors = out["signed_error"]
+    assert set(errors["signed_error"]) == {-1, 1} and errors.groupby("arch")["fraction"].sum().eq(1).all()
     grid = out["gradience_grid"]
     assert len(grid) == 36 and grid["iia"].between(0, 1).all()
     oor = out["oor"]
@@ -204,15 +233,16 @@ def test_dropped_seed_is_listed_and_excluded_everywhere(results):
 def test_empty_inputs_skip_their_figures(results, tmp_path):
     root = tmp_path / "res"
     shutil.copytree(results[0], root)
-    for name in ("dynamics", "gradience"):                            # a header and no rows
+    for name in ("dynamics", "pairs"):                                # a header and no rows
         pd.DataFrame(columns=analysis.RAW[name]).to_csv(root / "tables" / f"{name}.csv", index=False)
     (root / "tables" / "oor.csv").write_text("")                       # not even a header
     figs = analysis.analyze(root)["figures"].set_index("name")
     assert figs.loc["dynamics", "status"] == "skipped" and "no training-dynamics rows" in figs.loc["dynamics", "reason"]
-    assert set(figs.index[figs["status"] == "skipped"]) == {"dynamics", "gradience_heatmap", "gradience_diff", "oor"}
+    assert set(figs.index[figs["status"] == "skipped"]) == {"dynamics", "gradience_heatmap", "gradience_diff", "oor",
+                                                           "phase_pairs", "signed_error"}
     assert not (root / "figures" / "dynamics.png").exists()               # no stale figure from the first analysis
     page = report.render(root).read_text()
-    assert "Figure skipped: no training-dynamics rows" in page and page.count("<img") == N_FIGURES - 4
+    assert "Figure skipped: no training-dynamics rows" in page and page.count("<img") == N_FIGURES - 6
 
 
 def test_bad_results_directories_name_the_fix(tmp_path):
@@ -242,9 +272,10 @@ def test_report_is_self_contained_and_compares_with_the_paper(results):
 
 def test_paper_comparison_verdicts(results):
     _, out, _ = results
-    cmp = report.paper_comparison(out["headline"]).set_index(["arch", "task", "measure"])["verdict"]
-    assert cmp[("gru", "multi_object", "up_down_count")] == "match"
-    assert cmp[("transformer", "same_object", "full_swap")] == "mismatch"          # ours 0.5, paper 0.97
+    cmp = report.paper_comparison(out["headline"]).set_index(["arch", "task", "measure", "map"])["verdict"]
+    assert cmp[("gru", "multi_object", "up_down_count", "orthogonal")] == "match"
+    assert cmp[("gru", "multi_object", "up_down_count", "linear")] == "match"
+    assert cmp[("transformer", "same_object", "full_swap", "—")] == "mismatch"          # ours 0.5, paper 0.97
     empty = report.paper_comparison(out["headline"].iloc[:0])
     assert set(empty["verdict"]) == {"missing"}
 

@@ -48,7 +48,7 @@ def test_the_grid_lists_each_run_once_and_the_paper_preset_is_full():
 def test_reproduce_writes_tables_figures_and_a_report(uninterrupted):
     out, report = uninterrupted
     assert report == out / "report.html" and report.is_file()
-    for name in ("runs", "iia", "fullswap", "oor", "dynamics", "gradience", "timings"):
+    for name in ("runs", "iia", "fullswap", "oor", "dynamics", "pairs", "timings"):
         assert (out / "tables" / f"{name}.csv").is_file()
     iia = pd.read_csv(out / "tables" / "iia.csv")
     assert set(iia["control"]) == {"none", "untrained", "random", "identity"}
@@ -73,6 +73,47 @@ def test_reproduce_writes_tables_figures_and_a_report(uninterrupted):
     row = headline[(headline["arch"] == "gru") & (headline["task"] == "single_object")
                    & (headline["measure"] == "up_down_count")].iloc[0]
     assert row["mean"] == pytest.approx(ud["iia"].mean()) and row["n"] == len(TINY_PRESET.seeds)
+
+
+def test_one_worker_and_two_give_the_same_tables(uninterrupted, tmp_path):
+    whole, _ = uninterrupted                                  # ran with one worker per core
+    serial = tmp_path / "serial"
+    reproduce(TINY_PRESET, out=serial, progress=False, jobs=1)
+    mine, reference = tables(serial), tables(whole)
+    assert mine.keys() == reference.keys()
+    for name in reference:
+        if name not in ("figures.csv", "runs.csv"):            # these hold paths of the results directory
+            pd.testing.assert_frame_equal(mine[name], reference[name], obj=name)
+    meta = __import__("json").loads((whole / "meta.json").read_text())
+    assert meta["hardware"]["jobs"] == __import__("numvars.engine", fromlist=["x"]).default_jobs()
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("NUMVARS_REQUIRE_RAY"):
+            pytest.fail("NUMVARS_REQUIRE_RAY is set but Ray is not installed")
+        pytest.skip("Ray is not installed (pip install 'numvars[ray]' to run this check)")
+    return ray
+
+
+@pytest.mark.ray
+def test_the_ray_engine_gives_the_same_tables(uninterrupted, tmp_path):
+    ray = _ray()
+    whole, _ = uninterrupted
+    out = tmp_path / "ray"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)    # a local Ray with 2 CPUs
+    try:
+        reproduce(TINY_PRESET, out=out, progress=False, engine="ray")
+    finally:
+        ray.shutdown()
+    mine, reference = tables(out), tables(whole)
+    assert mine.keys() == reference.keys()
+    for name in reference:
+        if name not in ("figures.csv", "runs.csv"):
+            pd.testing.assert_frame_equal(mine[name], reference[name], obj=name)
+    assert __import__("json").loads((out / "meta.json").read_text())["hardware"]["engine"] == "ray"
 
 
 def test_a_rerun_reuses_every_job(uninterrupted):

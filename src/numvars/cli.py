@@ -127,11 +127,21 @@ def cmd_fullswap(args) -> None:
 
 
 def cmd_reproduce(args) -> None:
-    from .reproduce import reproduce
+    from .reproduce import get_preset, reproduce
+
+    if args.dry_run:
+        from .engine import default_jobs
+        from .plan import plan
+        preset = get_preset(args.preset)
+        out = Path(args.out or Path("results") / preset.name)
+        jobs = args.jobs or default_jobs()
+        print(f"plan for preset {preset.name} in {out} ({args.engine} engine, {jobs} worker(s)); nothing runs:")
+        print(plan(preset, out, jobs, device="cpu", threads=args.threads or 1).render())
+        return
 
     started = __import__("time").time()
     report = reproduce(args.preset, out=args.out, device=args.device, threads=args.threads or 1,
-                       progress=not args.quiet)
+                       progress=not args.quiet, jobs=args.jobs, engine=args.engine, address=args.address)
     print(f"done in {__import__('time').time() - started:.0f} s; report: {report}")
 
 
@@ -211,7 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "paper: the full grid (GPU advised)")
     r.add_argument("--out", default=None, help="results directory (default results/PRESET)")
     r.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
-    r.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default 1)")
+    r.add_argument("--threads", type=int, default=None, help="torch threads per worker on CPU (default 1)")
+    r.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="worker processes running independent jobs at once (default: one per core)")
+    r.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local worker processes, or Ray (pip install 'numvars[ray]'), on this machine or a cluster")
+    r.add_argument("--address", default=None, help="with --engine ray: the cluster to join (default: start a "
+                                                    "local Ray)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print the jobs per kind, what is done, and an estimate of the wall time; run nothing")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_reproduce)
 

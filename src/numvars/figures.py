@@ -35,6 +35,8 @@ TITLES = {
     "oor": "Trial accuracy inside and beyond the training range",
     "pca": "Hidden-state trajectories in the first two principal components",
     "attention": "Transformer attention maps for one sequence",
+    "phase_pairs": "Up-Down count IIA by the phase of the base and the source position",
+    "signed_error": "How far off the failed interventions are",
 }
 
 
@@ -49,11 +51,13 @@ def _label(program: str, variable: str) -> str:
 
 
 def fig_iia(t: pd.DataFrame, d_model: int):
-    """t: the IIA table at d_model, one alignment per condition (orthogonal, k = d/2)."""
+    """t: the IIA table at d_model, one alignment per condition and map (k = d/2)."""
     if t.empty:
         raise Skip(f"no IIA rows at d_model={d_model}, variant default, control none")
-    series = sorted({(p, v) for p, v in zip(t["program"], t["variable"])},
-                    key=lambda pv: (pv != ("up_down", "count"), pv != ("up_up", "best_count"), pv))
+    maps = sorted(set(t["map"]), key=lambda m: (m != "orthogonal", m))
+    series = sorted({(p, v, m) for p, v, m in zip(t["program"], t["variable"], t["map"])},
+                    key=lambda s: (s[:2] != ("up_down", "count"), s[:2] != ("up_up", "best_count"), s[:2],
+                                   maps.index(s[2])))
     archs = [a for a in (*ARCHS, *sorted(set(t["arch"]) - set(ARCHS))) if a in set(t["arch"])]
     tasks = [x for x in (*TASKS, *sorted(set(t["task"]) - set(TASKS))) if x in set(t["task"])]
     n_bars = len(series) + 1
@@ -61,10 +65,11 @@ def fig_iia(t: pd.DataFrame, d_model: int):
     colors = [f"C{i}" for i in range(n_bars)]
     for ax, arch in zip(axes[0], archs):
         rows = t[t["arch"] == arch]
-        for i, (program, variable) in enumerate(series):
-            r = rows[(rows["program"] == program) & (rows["variable"] == variable)].set_index("task").reindex(tasks)
-            _bars(ax, i, n_bars, r["mean"], r["ci_low"], r["ci_high"], colors[i], _label(program, variable),
-                  r.get("untrained_mean"))
+        for i, (program, variable, map_) in enumerate(series):
+            r = rows[(rows["program"] == program) & (rows["variable"] == variable) & (rows["map"] == map_)]
+            r = r.set_index("task").reindex(tasks)
+            label = _label(program, variable) + (f" ({map_} map)" if len(maps) > 1 else "")
+            _bars(ax, i, n_bars, r["mean"], r["ci_low"], r["ci_high"], colors[i], label, r.get("untrained_mean"))
         swap = rows.drop_duplicates("task").set_index("task").reindex(tasks)
         _bars(ax, len(series), n_bars, swap["fullswap_mean"], swap["fullswap_ci_low"], swap["fullswap_ci_high"],
               "0.45", "full swap (Context-Distributed)", None)
@@ -75,9 +80,10 @@ def fig_iia(t: pd.DataFrame, d_model: int):
         ax.set_ylabel(IIA_LABEL)
     legend = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(legend.values(), legend.keys(), loc="outside lower center", ncols=min(4, len(legend)), fontsize=8)
-    return fig, (f"Mean test-set IIA over seeds at hidden size {d_model} (orthogonal DAS, k = d/2) with 95% "
-                 "t-intervals; black ticks mark the same DAS on an untrained model, grey bars the full-state swap "
-                 "that the Context-Distributed program predicts to leave the continuation unchanged.")
+    return fig, (f"Mean test-set IIA over seeds at hidden size {d_model} (DAS with k = d/2, per alignment map) with "
+                 "its interval (a bootstrap over seeds with 3 or more, the range with 2); black ticks mark the same "
+                 "DAS on an untrained model, grey bars the full-state swap that the Context-Distributed program "
+                 "predicts to leave the continuation unchanged.")
 
 
 def _bars(ax, i, n, mean, low, high, color, label, control):
@@ -100,7 +106,7 @@ def fig_size_sweep(table: pd.DataFrame, points: pd.DataFrame):
     ax.scatter(points["d_model"], points["iia"], s=14, color="0.6", label="one seed", zorder=2)
     err = np.vstack([table["mean"] - table["ci_low"], table["ci_high"] - table["mean"]]).astype(float)
     ax.errorbar(table["d_model"], table["mean"], yerr=np.where(np.isfinite(err), err, 0), marker="o",
-                capsize=3, color=COLORS["gru"], label="mean ± 95% CI", zorder=3)
+                capsize=3, color=COLORS["gru"], label="mean and interval", zorder=3)
     for control, style in (("untrained", "--"), ("random", ":")):
         col = f"{control}_mean"
         if col in table and table[col].notna().any():
@@ -111,8 +117,8 @@ def fig_size_sweep(table: pd.DataFrame, points: pd.DataFrame):
     ax.set_xlabel("hidden size d (units, log scale)")
     ax.set_ylabel(IIA_LABEL)
     ax.legend(fontsize=8)
-    return fig, ("Up-Down count IIA of GRUs on Multi-Object against hidden size: mean over seeds with 95% "
-                 "t-intervals, one grey dot per seed, controls as black lines.")
+    return fig, ("Up-Down count IIA of GRUs on Multi-Object against hidden size: mean over seeds with its "
+                 "interval (bootstrap over 3+ seeds, range of 2), one grey dot per seed, controls as black lines.")
 
 
 def fig_dynamics(dyn: pd.DataFrame):
@@ -198,7 +204,7 @@ def fig_oor(table: pd.DataFrame, d_model: int):
         ax.set_ylabel("trial accuracy (fraction of trials)")
         ax.set_ylim(-0.02, 1.02)
     axes[0][0].legend(fontsize=8)
-    return fig, (f"Trial accuracy for target counts 1–30 (d = {d_model}, mean over seeds with 95% band); counts "
+    return fig, (f"Trial accuracy for target counts 1–30 (d = {d_model}, mean over seeds with its interval as a band); counts "
                  f"right of the dashed line lie beyond the training range 1–{TRAIN_MAX_COUNT}.")
 
 
@@ -248,3 +254,50 @@ def fig_attention(maps: list):
     return fig, ("Causal attention weights of each layer and head for one Multi-Object sequence with count 5 "
                  "(rows: query tokens, columns: key tokens), for the RoPE transformer and, where it ran, the one "
                  "without positional encoding (npe).")
+
+
+PHASES = ("demo", "T", "response")
+
+
+def fig_phase_pairs(table: pd.DataFrame):
+    """table: arch, task, map, phase_t, phase_u, iia, pairs (one map)."""
+    if table.empty:
+        raise Skip("no per-pair results of the Up-Down count alignment")
+    panels = list(dict.fromkeys(zip(table["arch"], table["task"])))
+    fig, axes = _figure(1, len(panels), width=3.1, height=3.2)
+    for ax, (arch, task) in zip(axes[0], panels):
+        g = table[(table["arch"] == arch) & (table["task"] == task)]
+        grid = g.pivot(index="phase_t", columns="phase_u", values="iia").reindex(index=PHASES, columns=PHASES)
+        n = g.pivot(index="phase_t", columns="phase_u", values="pairs").reindex(index=PHASES, columns=PHASES)
+        image = ax.imshow(grid.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis")
+        for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
+            if np.isfinite(value):
+                ax.text(j, i, f"{value:.2f}\n({int(n.iloc[i, j])})", ha="center", va="center", fontsize=7,
+                        color="white" if value < 0.6 else "black")
+        ax.set_xticks(range(3), PHASES)
+        ax.set_yticks(range(3), PHASES)
+        ax.set_xlabel("phase of the source position u")
+        ax.set_ylabel("phase of the base position t")
+        ax.set_title(f"{arch}, {task.replace('_object', '')}", fontsize=9)
+    fig.colorbar(image, ax=axes, label=IIA_LABEL, shrink=0.7)
+    return fig, ("Up-Down count IIA split by where the swap happens: the phase (demo, the trigger T, or response) "
+                 "of the base position t (rows) and of the source position u (columns), seeds pooled, with the "
+                 "number of test pairs in brackets.")
+
+
+def fig_signed_error(table: pd.DataFrame):
+    """table: arch, map, signed_error, pairs, fraction (failed pairs only; one map)."""
+    if table.empty:
+        raise Skip("no failed pairs to show (or no per-pair results)")
+    archs = list(dict.fromkeys(table["arch"]))
+    fig, axes = _figure(1, len(archs), width=3.6, height=3.2)
+    for ax, arch in zip(axes[0], archs):
+        g = table[table["arch"] == arch].sort_values("signed_error")
+        ax.bar(g["signed_error"], g["fraction"], color=COLORS.get(arch, "0.4"))
+        ax.set_xlabel("model − program response length (tokens)")
+        ax.set_ylabel("fraction of failed pairs")
+        ax.set_title(f"{arch} ({int(g['pairs'].sum())} failed pairs)", fontsize=9)
+    return fig, ("For the Up-Down count interventions that failed, how many response tokens the model produced "
+                 "(free-running) minus how many the program predicts, per model family, tasks and seeds pooled: "
+                 "±1 means an off-by-one count, 0 a failure that is not about length (a wrong token).")
+

@@ -39,12 +39,21 @@ def job_name(kind: str, key: dict) -> str:
     return f"{kind}-{label}-{digest}" if label else f"{kind}-{digest}"
 
 
+def result_dir(run_dir, kind: str, key: dict) -> Path:
+    """Where a job's result lives; the key includes the protocol version, so results of older code
+    are never reused."""
+    return Path(run_dir) / "align" / job_name(kind, {**key, "protocol": stale.current()})
+
+
+def das_key(checkpoint: str | None = None, **opts) -> dict:
+    return {**DASOptions(**opts).key(), **({"checkpoint": checkpoint} if checkpoint else {})}
+
+
 def _prepare(run_dir, kind: str, key: dict) -> tuple[Path, dict | None]:
     """The job's folder and its finished result (None when it must run); the folder must be writable
-    before any work starts. The key includes the protocol version, so results of older code are
-    never reused: they are reported and ignored."""
+    before any work starts. Results of an older protocol are reported and ignored."""
+    out = result_dir(run_dir, kind, key)
     key = {**key, "protocol": stale.current()}
-    out = Path(run_dir) / "align" / job_name(kind, key)
     if (out / "result.json").is_file():
         return out, io.read_json(out / "result.json")
     io.ensure_writable_dir(out.parent)
@@ -70,7 +79,7 @@ def align_run(run_dir, checkpoint: str | None = None, progress: bool = False, **
     `opts` are DASOptions fields (strings from the command line are parsed)."""
     o = DASOptions(**opts)
     model, task, _, _ = load_run(run_dir, require_trained=checkpoint is None, checkpoint=checkpoint)
-    key = {**o.key(), **({"checkpoint": checkpoint} if checkpoint else {})}
+    key = das_key(checkpoint, **opts)
     out, done = _prepare(run_dir, "das", key)
     if done is not None:
         return done, out, True

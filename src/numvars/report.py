@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import analysis, io
+from .analysis.stats import INTERVALS
 from .figures import TRAIN_MAX_COUNT
 
 # Read off the paper's Figure 2 (hidden size 20; approximate): (Up-Down count, Up-Up best count, full swap).
@@ -31,24 +32,29 @@ PAPER_FIG2 = {
 }
 MEASURES = {"up_down_count": "Up-Down (count)", "up_up_best_count": "Up-Up (best count)", "full_swap": "full swap"}
 MATCH_TOLERANCE = 0.15
+# What the ablation (docs/fidelity.md) measured as the cause where a cell misses the paper; shown beside it.
+FIDELITY_NOTES: dict[tuple[str, str, str], str] = {}
 VERDICTS = {"match": "✓ match", "mismatch": "✗ mismatch", "missing": "—"}
 
 
 def paper_comparison(headline: pd.DataFrame) -> pd.DataFrame:
-    """Ours beside the paper for every (arch, task, measure) of Figure 2:
+    """Ours beside the paper for every (arch, task, measure) of Figure 2 and every alignment map we ran:
     verdict "match" when |ours − paper| ≤ MATCH_TOLERANCE, "mismatch" otherwise, "missing" without ours."""
-    ours = {(r.arch, r.task, r.measure): r for r in headline.itertuples()}
+    ours = {(r.arch, r.task, r.measure, r.map): r for r in headline.itertuples()}
+    maps = [m for m in dict.fromkeys(headline["map"]) if m != "—"] or ["orthogonal"]
     rows = []
     for (arch, task), values in PAPER_FIG2.items():
         for measure, paper in zip(MEASURES, values):
-            r = ours.get((arch, task, measure))
-            mean = float(r.mean) if r is not None else math.nan
-            verdict = "missing" if math.isnan(mean) else "match" if abs(mean - paper) <= MATCH_TOLERANCE + 1e-12 \
-                else "mismatch"
-            rows.append({"arch": arch, "task": task, "measure": measure, "ours": mean,
-                         "ci_low": float(r.ci_low) if r is not None else math.nan,
-                         "ci_high": float(r.ci_high) if r is not None else math.nan,
-                         "n": int(r.n) if r is not None else 0, "paper": paper, "verdict": verdict})
+            for map_ in (["—"] if measure == "full_swap" else maps):
+                r = ours.get((arch, task, measure, map_))
+                mean = float(r.mean) if r is not None else math.nan
+                verdict = "missing" if math.isnan(mean) else \
+                    "match" if abs(mean - paper) <= MATCH_TOLERANCE + 1e-12 else "mismatch"
+                get = lambda name, default=math.nan: getattr(r, name, default) if r is not None else default  # noqa
+                rows.append({"arch": arch, "task": task, "measure": measure, "map": map_, "ours": mean,
+                             "ci_low": float(get("ci_low")), "ci_high": float(get("ci_high")),
+                             "n": int(get("n", 0)), "interval": get("interval", "none"),
+                             "nontrivial": float(get("nontrivial_mean")), "paper": paper, "verdict": verdict})
     return pd.DataFrame(rows)
 
 
@@ -175,26 +181,37 @@ def _seeds(rows: pd.DataFrame) -> str:
 
 def _headline(headline: pd.DataFrame) -> str:
     cmp = paper_comparison(headline)
+    groups = list(dict.fromkeys(zip(cmp["measure"], cmp["map"])))
     rows = []
     for (arch, task), g in cmp.groupby(["arch", "task"], sort=False):
         row = [_e(arch), _e(task)]
         for r in g.itertuples():
-            mean = _mean_ci(r.ours, r.ci_low, r.ci_high) + (f" <span class='n'>n={r.n}</span>" if r.n else "")
-            row += [mean, _num(r.paper), f"<span class='{r.verdict}'>{_e(VERDICTS[r.verdict])}</span>"]
+            cell = _mean_ci(r.ours, r.ci_low, r.ci_high) + (f" <span class='n'>n={r.n}</span>" if r.n else "")
+            if not math.isnan(r.nontrivial):
+                cell += f"<br><span class='n'>non-trivial {_num(r.nontrivial)}</span>"
+            note = FIDELITY_NOTES.get((arch, task, r.measure))
+            verdict = f"<span class='{r.verdict}'>{_e(VERDICTS[r.verdict])}</span>"
+            if note and r.verdict == "mismatch":
+                verdict += f"<br><span class='n'>{_e(note)}</span>"
+            row += [cell, _num(r.paper), verdict]
         rows.append(row)
+    label = lambda m, map_: MEASURES[m] + ("" if map_ == "—" else f", {map_} map")  # noqa: E731
     head = ("<tr><th rowspan='2'>architecture</th><th rowspan='2'>task</th>"
-            + "".join(f"<th colspan='3' class='group'>{_e(m)}</th>" for m in MEASURES.values()) + "</tr><tr>"
-            + "<th>ours</th><th>paper</th><th>verdict</th>" * len(MEASURES) + "</tr>")
+            + "".join(f"<th colspan='3' class='group'>{_e(label(m, map_))}</th>" for m, map_ in groups) + "</tr><tr>"
+            + "<th>ours</th><th>paper</th><th>verdict</th>" * len(groups) + "</tr>")
     counts = cmp["verdict"].value_counts()
-    summary = (f"{counts.get('match', 0)} of {len(cmp)} paper values matched, {counts.get('mismatch', 0)} "
+    summary = (f"{counts.get('match', 0)} of {len(cmp)} comparisons matched, {counts.get('mismatch', 0)} "
                f"mismatched, {counts.get('missing', 0)} without a number of ours.")
+    intervals = "; ".join(f"{k}: {v}" for k, v in INTERVALS.items() if k in set(cmp["interval"]))
     return (f"<section id='headline'><h2>Headline: ours beside the paper's Figure 2</h2>"
-            f"<p>Hidden size 20, variant default, orthogonal DAS with k = d/2, control none; ours is the mean "
-            f"over seeds with its 95% t-interval in brackets (n/a with one seed). Up-Up (best count) takes, per "
-            f"seed, the better of <code>demo_count</code> and <code>resp_count</code>; full swap is the "
-            f"Context-Distributed full-state swap. <b>Match rule:</b> |ours − paper| ≤ {MATCH_TOLERANCE:.2f} "
-            f"is “{_e(VERDICTS['match'])}”, otherwise “{_e(VERDICTS['mismatch'])}”; “—” where we have no "
-            f"number. Paper values are read off its Figure 2 and are approximate.</p>"
+            f"<p>Hidden size 20, variant default, DAS with k = d/2 for each alignment map that ran, control none; "
+            f"ours is the mean over seeds (n = seeds) with an interval in brackets ({_e(intervals) or 'none'}), "
+            f"and below it the IIA on non-trivial pairs only (pairs whose swap changes the program's prediction). "
+            f"Up-Up (best count) takes, per seed, the better of <code>demo_count</code> and "
+            f"<code>resp_count</code>; full swap is the Context-Distributed full-state swap. <b>Match rule:</b> "
+            f"|ours − paper| ≤ {MATCH_TOLERANCE:.2f} is “{_e(VERDICTS['match'])}”, otherwise "
+            f"“{_e(VERDICTS['mismatch'])}”; “—” where we have no number. Paper values are read off its Figure 2 "
+            f"and are approximate; the paper does not say which alignment map its figure used.</p>"
             f"{_table(rows, raw=True, head=head)}<p class='sub'>{_e(summary)}</p></section>")
 
 
@@ -207,7 +224,7 @@ def _variants(table: pd.DataFrame) -> str:
             "full-swap IIA for each task or model variant beside the default (<code>npe</code>: Transformer "
             "without positional encoding; <code>void</code>: Variable-Length task, void_prob 0.2). A model that "
             "re-reads its context scores high on the full swap and low on Up-Down.</p>"
-            + _table(rows, ["arch", "task", "variant", "Up-Down count IIA [95% CI]", "full swap [95% CI]"], raw=True)
+            + _table(rows, ["arch", "task", "variant", "Up-Down count IIA [interval]", "full swap [interval]"], raw=True)
             + "</section>")
 
 
@@ -233,26 +250,43 @@ def _analyses(root: Path, t: dict[str, pd.DataFrame]) -> str:
 
 def _iia_rows(t) -> str:
     rows = [[_e(r.arch), _e(r.task), _e(r.program), _e(r.variable), _e(r.map), int(r.k),
-             _mean_ci(r.mean, r.ci_low, r.ci_high), int(r.n), _num(r.untrained_mean), _num(r.random_mean),
-             _num(r.identity_mean), _mean_ci(r.fullswap_mean, r.fullswap_ci_low, r.fullswap_ci_high)]
-            for r in t["iia_table"].itertuples()]
-    return _table(rows, ["arch", "task", "program", "variable", "map", "k", "IIA [95% CI]", "n", "untrained",
-                         "random map", "identity map", "full swap [95% CI]"], raw=True)
+             _mean_ci(r.mean, r.ci_low, r.ci_high), _num(r.nontrivial_mean), int(r.n), _num(r.untrained_mean),
+             _num(r.random_mean), _num(r.identity_mean),
+             _mean_ci(r.fullswap_mean, r.fullswap_ci_low, r.fullswap_ci_high)] for r in t["iia_table"].itertuples()]
+    return _table(rows, ["arch", "task", "program", "variable", "map", "k", "IIA [interval]", "non-trivial", "n",
+                         "untrained", "random map", "identity map", "full swap [interval]"], raw=True)
 
 
 def _size_rows(t) -> str:
     rows = [[int(r.d_model), _mean_ci(r.mean, r.ci_low, r.ci_high), int(r.n), _num(r.untrained_mean),
              _num(r.random_mean)] for r in t["size_sweep"].itertuples()]
-    return _table(rows, ["d", "IIA [95% CI]", "n", "untrained", "random map"], raw=True)
+    return _table(rows, ["d", "IIA [interval]", "n", "untrained", "random map"], raw=True)
 
 
 def _dynamics_rows(t) -> str:
-    pooled = [[r.scope, _na(r.r), _p(r.p), int(r.n)] for r in t["dynamics_pooled"].itertuples()]
-    runs = [[r.run_name, r.arch, r.task, r.variant, int(r.d_model), int(r.seed), _na(r.r), _p(r.p), int(r.n)]
+    pooled = [[r.scope, _na(r.r), _p(r.p), int(r.n), _na(r.r_after), int(r.n_after)]
+              for r in t["dynamics_pooled"].itertuples()]
+    runs = [[r.run_name, r.arch, r.task, int(r.d_model), int(r.seed), _na(r.r), _p(r.p), int(r.n),
+             _num(r.iia_at_criterion), _num(r.iia_last), _na(r.r_after), int(r.n_after)]
             for r in t["dynamics_runs"].itertuples()]
-    return (f"<p>Pearson r between trial accuracy and IIA over checkpoints (n/a below 3 checkpoints or for a "
-            f"constant series).</p>{_table(pooled, ['pooled over', 'r', 'p', 'checkpoints'])}"
-            f"{_table(runs, ['run', 'arch', 'task', 'variant', 'd', 'seed', 'r', 'p', 'checkpoints'])}")
+    return (f"<p>Pearson r between trial accuracy and IIA over checkpoints: over the whole curve, and over the "
+            f"checkpoints from the criterion on (accuracy is then perfect, so r is n/a there unless it dips; IIA "
+            f"at the criterion and at the last checkpoint show how alignment still moves). n/a below 3 "
+            f"checkpoints or for a constant series.</p>"
+            f"{_table(pooled, ['pooled over', 'r', 'p', 'checkpoints', 'r after criterion', 'checkpoints after'])}"
+            f"{_table(runs, ['run', 'arch', 'task', 'd', 'seed', 'r', 'p', 'checkpoints', 'IIA at criterion', 'IIA last', 'r after criterion', 'checkpoints after'])}")
+
+
+def _phase_rows(t) -> str:
+    table = t["phase_pairs"]
+    rows = []
+    for (arch, task, map_), g in table.groupby(["arch", "task", "map"], sort=False):
+        cell = {(r.phase_t, r.phase_u): f"{_num(r.iia)} ({int(r.pairs)})" for r in g.itertuples()}
+        rows.append([arch, task, map_, *(cell.get((a, b), "—") for a in ("demo", "T", "response")
+                                         for b in ("demo", "T", "response"))])
+    head = [f"{a} ← {b}" for a in ("demo", "T", "response") for b in ("demo", "T", "response")]
+    return ("<p>IIA (pairs) by the phase of t ← the phase of u, for every alignment map.</p>"
+            + _table(rows, ["arch", "task", "map", *head]))
 
 
 def _oor_rows(t) -> str:
@@ -279,7 +313,7 @@ def _gradience_rows(t) -> str:
 
 
 TABLES = {"iia": _iia_rows, "size_sweep": _size_rows, "dynamics": _dynamics_rows, "oor": _oor_rows,
-          "pca": _pca_rows, "gradience_diff": _gradience_rows}
+          "pca": _pca_rows, "gradience_diff": _gradience_rows, "phase_pairs": _phase_rows}
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1180px;padding:1em 2em;

@@ -1,198 +1,211 @@
-"""The experiment grid: presets, idempotent jobs, and the raw tables they produce.
+"""Reproducing the paper: every job of a preset, then the raw tables they produce.
 
 `reproduce(preset)` trains every run of the grid, evaluates it, aligns it, and collects the raw
 tables under RESULTS/tables/; `numvars.analysis` and `numvars.report` then build the figures and
-the HTML page. Every job is idempotent: finished runs and alignments are found on disk and
-reused, an interrupted training run resumes, so a killed reproduction picks up where it stopped
-and ends with the same tables.
+the HTML page. The jobs form a graph (a model's evaluations and alignments wait for its training)
+that `engine.run_graph` runs serially, on N worker processes or on Ray. Every job is idempotent:
+finished runs and alignments are found on disk and reused, an interrupted training run resumes,
+so a killed reproduction picks up where it stopped. Tables are assembled in the grid's order, so
+they are the same whatever ran the jobs and in whatever order they finished.
 """
 from __future__ import annotations
 
+import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import __version__, io
-from .config import from_mapping
+from .engine import Job, default_jobs, job, run_graph
 from .errors import NumvarsError
 from .evaluate import greedy_trials
 from .jobs import align_run, full_swap_run, load_run
+from .presets import ALIGNMENTS, PRESETS, Preset, RunSpec, grid
 from .runtime import resolve_device, setup_threads
 from .train import train
 
-ALIGNMENTS = (("up_down", "count"), ("up_up", "demo_count"), ("up_up", "resp_count"))
+TABLES = ("runs", "iia", "fullswap", "oor", "dynamics", "pairs", "timings")
+PAIR_COLUMNS = ("map", "base_value", "source_value", "abs_diff", "correct", "phase_t", "phase_u", "trivial",
+                "signed_error")
 
 
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    seeds: tuple[int, ...]
-    archs: tuple[str, ...] = ("gru", "lstm", "transformer")
-    tasks: tuple[str, ...] = ("multi_object", "single_object", "same_object")
-    d_model: int = 20
-    sizes: tuple[int, ...] = (8, 16, 20, 32, 48, 96)      # GRU on Multi-Object
-    size_seeds: tuple[int, ...] = (0,)
-    variants: tuple[tuple[str, str, str, tuple], ...] = ()  # (variant, arch, task, ((key, value), ...))
-    control_seeds: tuple[int, ...] = (0,)
-    controls: tuple[str, ...] = ("untrained", "random", "identity")
-    dynamics: tuple[tuple[str, str], ...] = (("gru", "multi_object"),)
-    train: dict = field(default_factory=dict)               # RunConfig overrides for every run
-    das: dict = field(default_factory=dict)                 # align.das options
-    dynamics_das: dict = field(default_factory=dict)
-    fullswap_n: int = 1000
-    oor_max: int = 30
-    oor_per_count: int = 15
+# --- the jobs ------------------------------------------------------------------------------------
+
+def work(j: Job) -> dict:
+    """Compute one job (in whatever process runs it) and return its small result."""
+    p = dict(j.params)
+    if j.kind == "train":
+        from .config import from_mapping
+        result = train(from_mapping(dict(p["config"])), progress=False)
+        return {"summary": result.summary, "run_dir": str(result.run_dir)}
+    if j.kind == "oor":
+        return {"rows": _oor(Path(p["run_dir"]), p["max_count"], p["per_count"])}
+    if j.kind == "das":
+        summary, rdir, _ = align_run(p["run_dir"], checkpoint=p.get("checkpoint"), **dict(p["options"]))
+        out = {"summary": summary, "result_dir": str(rdir)}
+        if p.get("keep_pairs"):
+            pairs = pd.read_parquet(rdir / "pairs.parquet")
+            out["pairs"] = pairs[[c for c in PAIR_COLUMNS if c in pairs]].assign(map=summary["map"]).to_dict("records")
+        return out
+    if j.kind == "fullswap":
+        summary, _, _ = full_swap_run(p["run_dir"], **dict(p["options"]))
+        return {"summary": summary}
+    raise NumvarsError(f"unknown job kind {j.kind!r}")
 
 
-PRESETS = {
-    "quick": Preset(
-        name="quick", seeds=(0, 1), sizes=(16, 20, 32, 48), size_seeds=(0,),
-        train={"max_epochs": 600},
-        das={"n_train": 3000, "n_val": 500, "n_test": 500, "max_epochs": 20, "patience": 5},
-        dynamics_das={"n_train": 2000, "n_val": 300, "n_test": 500, "max_epochs": 10, "patience": 3},
-        fullswap_n=500, oor_per_count=10),
-    "paper": Preset(
-        name="paper", seeds=(0, 1, 2, 3, 4, 5), size_seeds=(0, 1, 2, 3, 4, 5), control_seeds=(0, 1, 2, 3, 4, 5),
-        variants=(("npe", "transformer", "multi_object", (("pos", "none"),)),
-                  ("npe", "transformer", "single_object", (("pos", "none"),)),
-                  ("void", "gru", "multi_object", (("void_prob", 0.2),)),
-                  ("void", "lstm", "multi_object", (("void_prob", 0.2),)),
-                  ("void", "transformer", "multi_object", (("void_prob", 0.2),)),
-                  ("minimal", "transformer", "single_object",       # no BOS, no trigger: 1-layer NPE
-                   (("bos", False), ("trigger", False), ("n_layers", 1), ("pos", "none")))),
-        dynamics=(("gru", "multi_object"), ("lstm", "multi_object"), ("transformer", "multi_object")),
-        train={"max_epochs": 4000},
-        das={"max_epochs": 60, "patience": 8},
-        dynamics_das={"n_train": 5000, "max_epochs": 30, "patience": 5}),
-}
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    arch: str
-    task: str
-    variant: str
-    d_model: int
-    seed: int
-    overrides: tuple = ()
-
-    def config(self, preset: Preset, out: Path, device: str, threads: int):
-        keys = {"arch": self.arch, "task": self.task, "d_model": self.d_model, "seed": self.seed,
-                **preset.train, **dict(self.overrides), "out": str(out), "device": device, "threads": threads}
-        return from_mapping(keys)
-
-    def labels(self) -> dict:
-        return {"arch": self.arch, "task": self.task, "variant": self.variant, "d_model": self.d_model,
-                "seed": self.seed}
-
-
-def grid(preset: Preset) -> list[RunSpec]:
-    """Every training run of a preset, each once (the size sweep shares its d=20 runs)."""
-    specs = [RunSpec(a, t, "default", preset.d_model, s) for a in preset.archs for t in preset.tasks
-             for s in preset.seeds]
-    specs += [RunSpec("gru", "multi_object", "default", d, s) for d in preset.sizes for s in preset.size_seeds]
-    specs += [RunSpec(a, t, v, preset.d_model, s, o) for v, a, t, o in preset.variants for s in preset.seeds]
-    return list(dict.fromkeys(specs))
-
-
-def _oor(run_dir: Path, preset: Preset) -> pd.DataFrame:
-    path = run_dir / f"eval_max{preset.oor_max}_per{preset.oor_per_count}.csv"
+def _oor(run_dir: Path, max_count: int, per_count: int) -> list[dict]:
+    path = run_dir / f"eval_max{max_count}_per{per_count}.csv"
     if not path.is_file():
         model, task, _, _ = load_run(run_dir, require_trained=False)
-        table = greedy_trials(model, task, range(1, preset.oor_max + 1), preset.oor_per_count).by_count()
-        io.write_table(path, table)
-    return pd.read_csv(path)
+        io.write_table(path, greedy_trials(model, task, range(1, max_count + 1), per_count).by_count())
+    return pd.read_csv(path).to_dict("records")
 
 
-def _dynamics(run_dir: Path, preset: Preset, device: str) -> list[dict]:
-    metrics = pd.read_parquet(run_dir / "metrics.parquet")
-    rows = []
-    for _, m in metrics[metrics["checkpoint"]].iterrows():
-        name = f"epoch_{int(m['epoch']):06d}.safetensors"
-        summary, _, _ = align_run(run_dir, checkpoint=name, program="up_down", variable="count", seed=0,
-                                  device=device, **preset.dynamics_das)
-        rows.append({"epoch": int(m["epoch"]), "trial_accuracy": m["trial_accuracy"], "iia": summary["iia"]})
-    return rows
+def train_job(spec: RunSpec, preset: Preset, runs_dir: Path, device: str, threads: int) -> Job:
+    keys = {"arch": spec.arch, "task": spec.task, "d_model": spec.d_model, "seed": spec.seed, **preset.train,
+            **dict(spec.overrides), "out": str(runs_dir), "device": device, "threads": threads}
+    return job("train", gpu=_gpu(device), config=tuple(sorted(keys.items())), spec=spec)
 
 
-def run_jobs(preset: Preset, out: Path, device: str = "cpu", threads: int = 1, progress: bool = True) -> dict:
-    """Run (or reuse) every job and return the raw tables."""
-    specs = grid(preset)
-    runs_dir = out / "runs"
-    tables = {name: [] for name in ("runs", "iia", "fullswap", "oor", "dynamics", "gradience", "timings")}
-    bar = tqdm(specs, desc=f"reproduce {preset.name}", unit="run", disable=not progress)
-    for spec in bar:
-        bar.set_postfix_str(f"{spec.arch} {spec.task} {spec.variant} d={spec.d_model} s={spec.seed}")
-        result = train(spec.config(preset, runs_dir, device, threads), progress=False)
-        s, labels = result.summary, {"run_name": result.run_dir.name, **spec.labels()}
-        tables["runs"].append({**labels, "run_dir": str(result.run_dir), "reached_criterion": s["reached_criterion"],
-                               "epochs": s["epochs"], "trial_accuracy": s["trial_accuracy"]})
-        tables["timings"].append({**labels, "job": "train", "seconds": s["seconds"]})
-        if not s["reached_criterion"]:
-            continue                                     # dropped from analyses, listed in the report
-        for _, row in _oor(result.run_dir, preset).iterrows():
-            tables["oor"].append({**labels, "count": int(row["count"]), "accuracy": row["accuracy"]})
-        is_main = spec.d_model == preset.d_model or spec.variant != "default"
-        alignments = ALIGNMENTS if is_main else ALIGNMENTS[:1]
-        jobs = [(p, v, None) for p, v in alignments]
-        if spec.seed in preset.control_seeds and spec.d_model == preset.d_model:
-            jobs += [("up_down", "count", c) for c in preset.controls]
-        for program, variable, control in jobs:
-            summary, rdir, _ = align_run(result.run_dir, program=program, variable=variable, seed=spec.seed,
-                                         device=device, **({"control": control} if control else {}), **preset.das)
-            tables["iia"].append({**labels, "program": program, "variable": variable, "k": summary["k"],
-                                  "map": summary["map"], "control": control or "none", "iia": summary["iia"],
-                                  "iia_free": summary["iia_free"], "token_accuracy": summary["token_accuracy"],
-                                  "val_iia": summary["val_iia"], "result_dir": str(rdir)})
-            tables["timings"].append({**labels, "job": f"das {program}.{variable} {control or ''}".strip(),
-                                      "seconds": summary["seconds"]})
-            if (program, variable, control) == ("up_down", "count", None):
-                pairs = pd.read_parquet(rdir / "pairs.parquet")
-                cols = ["base_value", "source_value", "abs_diff", "correct"]
-                tables["gradience"] += pairs[cols].astype(int).assign(**labels)[[*labels, *cols]].to_dict("records")
+def _gpu(device: str) -> float:
+    return 0.25 if device.startswith("cuda") else 0.0        # several small jobs share one card
+
+
+class Expander:
+    """Names the jobs that follow a finished one (in a fixed order)."""
+
+    def __init__(self, preset: Preset, device: str):
+        self.preset, self.device = preset, device
+
+    def __call__(self, done: Job, result: dict, checkpoints: list[int] | None = None) -> list[Job]:
+        """checkpoints: the epochs whose checkpoints exist (default: read from the run's metrics)."""
+        if done.kind != "train" or not result["summary"]["reached_criterion"]:
+            return []
+        p, spec, run_dir = self.preset, done.get("spec"), result["run_dir"]
+        gpu, out = _gpu(self.device), [job("oor", run_dir=run_dir, max_count=p.oor_max, per_count=p.oor_per_count)]
+        is_main = spec.d_model == p.d_model or spec.variant != "default"
+        for map_ in p.maps if is_main else p.maps[:1]:
+            for program, variable in ALIGNMENTS if is_main else ALIGNMENTS[:1]:
+                out.append(self._das(run_dir, spec.seed, gpu, program=program, variable=variable, map=map_,
+                                     keep_pairs=(program, variable) == ("up_down", "count")))
+        if spec.seed in p.control_seeds and spec.d_model == p.d_model:
+            out += [self._das(run_dir, spec.seed, gpu, program="up_down", variable="count", control=c)
+                    for c in p.controls]
         if is_main:
-            fs, _, _ = full_swap_run(result.run_dir, n=preset.fullswap_n, seed=spec.seed)
-            tables["fullswap"] += [{**labels, "site": fs["site"], "program": p, "iia": v}
-                                   for p, v in fs["iia_by_program"].items()]
-        if (spec.arch, spec.task) in preset.dynamics and spec.variant == "default" and \
-                spec.d_model == preset.d_model and spec.seed == preset.seeds[0]:
-            tables["dynamics"] += [{**labels, **row} for row in _dynamics(result.run_dir, preset, device)]
+            opts = {"n": p.fullswap_n, "seed": spec.seed, "device": self.device, **p.fullswap}
+            out.append(job("fullswap", gpu=gpu, run_dir=run_dir, options=tuple(sorted(opts.items()))))
+        if self._tracks_dynamics(spec):
+            if checkpoints is None:
+                metrics = pd.read_parquet(Path(run_dir) / "metrics.parquet")
+                checkpoints = metrics.loc[metrics["checkpoint"], "epoch"].tolist()
+            for epoch in checkpoints:
+                opts = {"program": "up_down", "variable": "count", "seed": 0, "device": self.device,
+                        **p.dynamics_das}
+                out.append(job("das", gpu=gpu, run_dir=run_dir, checkpoint=f"epoch_{int(epoch):06d}.safetensors",
+                               options=tuple(sorted(opts.items())), epoch=int(epoch)))
+        return out
+
+    def _das(self, run_dir, seed, gpu, keep_pairs=False, **kw) -> Job:
+        opts = {"seed": seed, "device": self.device, **self.preset.das, **kw}
+        return job("das", gpu=gpu, run_dir=run_dir, options=tuple(sorted(opts.items())), keep_pairs=keep_pairs)
+
+    def _tracks_dynamics(self, spec: RunSpec) -> bool:
+        p = self.preset
+        return (spec.arch, spec.task) in p.dynamics and spec.variant == "default" and spec.d_model == p.d_model \
+            and spec.seed == p.seeds[0]
+
+
+# --- the tables ----------------------------------------------------------------------------------
+
+def assemble(roots: list[Job], results: dict, children: dict) -> dict[str, pd.DataFrame]:
+    """The raw tables, in the grid's order (never in the order jobs finished)."""
+    tables = {name: [] for name in TABLES}
+    for root in roots:
+        spec, r = root.get("spec"), results[root]
+        s, labels = r["summary"], {"run_name": Path(r["run_dir"]).name, **spec.labels()}
+        tables["runs"].append({**labels, "run_dir": r["run_dir"], "reached_criterion": s["reached_criterion"],
+                               "criterion_epoch": s.get("criterion_epoch"), "epochs": s["epochs"],
+                               "trial_accuracy": s["trial_accuracy"]})
+        tables["timings"].append({**labels, "job": "train", "seconds": s["seconds"]})
+        metrics = None
+        for child in children.get(root, []):
+            _collect(child, results[child], labels, tables)
+            if child.get("checkpoint"):
+                metrics = metrics if metrics is not None else pd.read_parquet(Path(r["run_dir"]) / "metrics.parquet")
+                accuracy = metrics.loc[metrics["epoch"] == child.get("epoch"), "trial_accuracy"].iloc[0]
+                tables["dynamics"].append({**labels, "epoch": child.get("epoch"), "trial_accuracy": accuracy,
+                                           "iia": results[child]["summary"]["iia"]})
     return {name: pd.DataFrame(rows) for name, rows in tables.items()}
 
 
-def environment(device: str, threads: int) -> dict:
+def _collect(child: Job, r: dict, labels: dict, tables: dict) -> None:
+    if child.kind == "oor":
+        tables["oor"] += [{**labels, "count": int(row["count"]), "accuracy": row["accuracy"]} for row in r["rows"]]
+    elif child.kind == "fullswap":
+        s = r["summary"]
+        tables["fullswap"] += [{**labels, "site": s["site"], "program": program, "iia": value}
+                               for program, value in s["iia_by_program"].items()]
+    elif child.kind == "das" and not child.get("checkpoint"):
+        s, control = r["summary"], dict(child.get("options")).get("control")
+        tables["iia"].append({**labels, "program": s["program"], "variable": ",".join(s["variables"]), "k": s["k"],
+                              "map": s["map"], "control": control or "none", "iia": s["iia"],
+                              "iia_free": s["iia_free"], "iia_nontrivial": s["iia_nontrivial"],
+                              "token_accuracy": s["token_accuracy"], "val_iia": s["val_iia"],
+                              "result_dir": r["result_dir"]})
+        name = f"das {s['program']}.{','.join(s['variables'])} {s['map']} {control or ''}".strip()
+        tables["timings"].append({**labels, "job": name, "seconds": s["seconds"]})
+        tables["pairs"] += [{**labels, **row} for row in r.get("pairs", [])]
+
+
+def run_jobs(preset: Preset, out: Path, device: str = "cpu", threads: int = 1, progress: bool = True,
+             jobs: int = 1, engine: str = "local", address: str | None = None) -> dict[str, pd.DataFrame]:
+    """Run (or reuse) every job of a preset and return the raw tables."""
+    roots = [train_job(spec, preset, out / "runs", device, threads) for spec in grid(preset)]
+    results, children = run_graph(roots, work, Expander(preset, device), jobs=jobs, engine=engine, address=address,
+                                  threads=threads, progress=progress, desc=f"reproduce {preset.name}")
+    return assemble(roots, results, children)
+
+
+def environment(device: str, threads: int, jobs: int, engine: str) -> dict:
     return {"versions": {"numvars": __version__, "torch": torch.__version__, "python": platform.python_version(),
                          "pandas": pd.__version__},
             "hardware": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-                         "cpus": __import__("os").cpu_count(), "device": device, "threads": threads,
+                         "cpus": os.cpu_count(), "device": device, "threads": threads, "jobs": jobs, "engine": engine,
                          "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}}
 
 
+def get_preset(preset: str | Preset) -> Preset:
+    if isinstance(preset, Preset):
+        return preset
+    if preset not in PRESETS:
+        raise NumvarsError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[preset]
+
+
 def reproduce(preset: str | Preset = "quick", out=None, device: str = "auto", threads: int = 1,
-              progress: bool = True) -> Path:
+              progress: bool = True, jobs: int | None = None, engine: str = "local",
+              address: str | None = None) -> Path:
     """Run a preset (a name or a Preset) end to end: jobs, raw tables, analyses, report.
-    Returns the report path."""
+    Returns the report path. jobs: worker processes (default: one per core)."""
     from .analysis import analyze
     from .report import render
 
-    if isinstance(preset, str) and preset not in PRESETS:
-        raise NumvarsError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    p = PRESETS[preset] if isinstance(preset, str) else preset
-    preset = p.name
-    out = Path(out or Path("results") / preset)
+    p = get_preset(preset)
+    out = Path(out or Path("results") / p.name)
+    io.ensure_writable_dir(out)
     dev = str(resolve_device(device))
     setup_threads(threads, torch.device(dev))
+    jobs = default_jobs() if jobs is None else jobs
     started = time.time()
-    tables = run_jobs(p, out, dev, threads, progress)
+    tables = run_jobs(p, out, dev, threads, progress, jobs, engine, address)
     for name, df in tables.items():
         io.write_table(out / "tables" / f"{name}.csv", df)
     io.write_json(out / "meta.json", {
-        "preset": preset, "config": asdict(p), **environment(dev, threads),
+        "preset": p.name, "config": asdict(p), **environment(dev, threads, jobs, engine),
         "wall_seconds": round(time.time() - started, 1),
         "job_seconds": round(float(tables["timings"]["seconds"].sum()), 1) if len(tables["timings"]) else 0.0,
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),

@@ -18,14 +18,15 @@ from .. import io
 from . import inspect
 from .stats import mean_ci, pearson, summarize
 from .tables import (RAW, TASKS, default_alignment, dropped_table, dynamics_tables, fullswap_table,
-                     gradience_tables, headline, iia_table, keep_trained, load_results, oor_table, size_sweep,
-                     variants_table, where)
+                     gradience_tables, headline, iia_table, keep_trained, load_results, maps_of, oor_table,
+                     phase_pairs_table, signed_error_table, size_sweep, variants_table, where)
 
 __all__ = ["OUTPUTS", "RAW", "TASKS", "analyze", "load_results", "mean_ci", "pearson", "summarize", "where",
            "default_alignment"]
 
 OUTPUTS = ("runs", "dropped", "iia_table", "fullswap", "headline", "variants", "size_sweep", "size_points",
-           "dynamics_runs", "dynamics_pooled", "gradience_grid", "gradience_diff", "oor", "pca", "figures")
+           "dynamics_runs", "dynamics_pooled", "gradience_grid", "gradience_diff", "phase_pairs", "signed_error",
+           "oor", "pca", "figures")
 
 
 def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
@@ -41,12 +42,15 @@ def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
     out["headline"] = headline(out["iia_table"], out["fullswap"], d_model)
     out["variants"] = variants_table(t["iia"], t["fullswap"], d_model)
     out["size_sweep"], out["size_points"] = size_sweep(t["iia"])
-    out["dynamics_runs"], out["dynamics_pooled"] = dynamics_tables(t["dynamics"])
-    out["gradience_grid"], out["gradience_diff"] = gradience_tables(t["gradience"], d_model)
+    out["dynamics_runs"], out["dynamics_pooled"] = dynamics_tables(t["dynamics"], t["runs"])
+    out["gradience_grid"], out["gradience_diff"] = gradience_tables(t["pairs"], d_model)
+    out["phase_pairs"] = phase_pairs_table(t["pairs"], d_model)
+    out["signed_error"] = signed_error_table(t["pairs"], d_model)
+    first = (maps_of(t["pairs"]) or ["orthogonal"])[0]
     out["oor"] = oor_table(t["oor"], d_model)
     pca = inspect.pca_inputs(root, t["runs"], d_model)
     makers = {
-        "iia": lambda: F.fig_iia(default_alignment(out["iia_table"].assign(d_model=d_model)), d_model),
+        "iia": lambda: F.fig_iia(_main_alignments(out["iia_table"], d_model), d_model),
         "size_sweep": lambda: F.fig_size_sweep(out["size_sweep"], out["size_points"]),
         "dynamics": lambda: F.fig_dynamics(t["dynamics"]),
         "gradience_heatmap": lambda: F.fig_gradience_heatmap(out["gradience_grid"], d_model),
@@ -54,6 +58,8 @@ def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
         "oor": lambda: F.fig_oor(out["oor"], d_model),
         "pca": lambda: F.fig_pca(pca),
         "attention": lambda: F.fig_attention(inspect.attention_inputs(root, t["runs"], d_model)),
+        "phase_pairs": lambda: F.fig_phase_pairs(out["phase_pairs"][out["phase_pairs"]["map"] == first]),
+        "signed_error": lambda: F.fig_signed_error(out["signed_error"][out["signed_error"]["map"] == first]),
     }
     out["figures"] = pd.DataFrame([draw(root / "figures", name, make) for name, make in makers.items()])
     out["pca"] = inspect.pca_table(pca)
@@ -64,6 +70,17 @@ def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
     io.write_text(root / "figures" / "captions.json",
                   json.dumps(dict(zip(done["name"], done["caption"])), indent=2, ensure_ascii=False) + "\n")
     return out
+
+
+def _main_alignments(iia_table: pd.DataFrame, d_model: int) -> pd.DataFrame:
+    """Every learned map's alignments at k = d/2: orthogonal's whole, the others' Up-Down count beside."""
+    t = iia_table.assign(d_model=d_model)
+    maps = maps_of(t) or ["orthogonal"]
+    parts = [default_alignment(t, maps[0])]
+    for other in maps[1:]:
+        extra = default_alignment(t, other)
+        parts.append(extra[(extra["map"] == other) & (extra["program"] == "up_down")])
+    return pd.concat(parts, ignore_index=True)
 
 
 def draw(folder: Path, name: str, make) -> dict:

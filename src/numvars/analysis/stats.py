@@ -7,17 +7,30 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-STATS = ("mean", "ci_low", "ci_high", "n")
+STATS = ("mean", "ci_low", "ci_high", "n", "interval")
+INTERVALS = {
+    "bootstrap": "95% percentile bootstrap over seeds (10,000 resamples)",
+    "range": "the range of the two seeds (too few for an interval)",
+    "none": "one seed: no interval",
+}
+BOOTSTRAP_RESAMPLES = 10_000
 
-def mean_ci(values, confidence: float = 0.95) -> dict:
-    """Mean and t-distribution confidence interval over seeds; the interval is NaN below 2 values."""
+
+def mean_ci(values, confidence: float = 0.95, seed: int = 0) -> dict:
+    """Mean over seeds with an interval that stays inside the values' own range (so inside [0, 1] for
+    fractions) and fits the number of seeds: a percentile bootstrap with 3 or more seeds, the range
+    of the two with 2, nothing with 1. `interval` names which (see INTERVALS)."""
     x = np.asarray(pd.Series(values, dtype=float).dropna())
     n = len(x)
     mean = float(x.mean()) if n else math.nan
     if n < 2:
-        return {"mean": mean, "ci_low": math.nan, "ci_high": math.nan, "n": n}
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
-    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
+        return {"mean": mean, "ci_low": math.nan, "ci_high": math.nan, "n": n, "interval": "none"}
+    if n == 2:
+        return {"mean": mean, "ci_low": float(x.min()), "ci_high": float(x.max()), "n": n, "interval": "range"}
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(n, size=(BOOTSTRAP_RESAMPLES, n))].mean(1)
+    low, high = np.quantile(means, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return {"mean": mean, "ci_low": float(low), "ci_high": float(high), "n": n, "interval": "bootstrap"}
 
 
 def pearson(x, y) -> tuple[float, float]:
@@ -34,7 +47,7 @@ def pearson(x, y) -> tuple[float, float]:
 def summarize(df: pd.DataFrame, keys: list[str], value: str = "iia") -> pd.DataFrame:
     """One row per group of `keys`: the value averaged per run first, then mean and CI over runs."""
     if df.empty:      # keep the key dtypes, so merging this with a non-empty table still works
-        return df[keys].iloc[:0].assign(**{s: pd.Series(dtype=float) for s in STATS})
+        return df[keys].iloc[:0].assign(**{s: pd.Series(dtype=object if s == "interval" else float) for s in STATS})
     per_run = df.groupby([*keys, "run_name"], as_index=False, dropna=False)[value].mean()
     rows = [{**dict(zip(keys, group)), **mean_ci(g[value])}
             for group, g in per_run.groupby(keys, dropna=False, sort=True)]

@@ -17,15 +17,15 @@ from .stats import STATS, pearson, summarize
 
 # Wall-clock times live apart (tables/timings.csv), so a resumed reproduction gives identical tables.
 RAW = {
-    "runs": ("run_name", "run_dir", "arch", "task", "variant", "d_model", "seed", "reached_criterion", "epochs",
-             "trial_accuracy"),
+    "runs": ("run_name", "run_dir", "arch", "task", "variant", "d_model", "seed", "reached_criterion",
+             "criterion_epoch", "epochs", "trial_accuracy"),
     "iia": ("run_name", "arch", "task", "variant", "d_model", "seed", "program", "variable", "k", "map", "control",
-            "iia", "iia_free", "token_accuracy", "val_iia", "result_dir"),
+            "iia", "iia_free", "iia_nontrivial", "token_accuracy", "val_iia", "result_dir"),
     "fullswap": ("run_name", "arch", "task", "variant", "d_model", "seed", "site", "program", "iia"),
     "oor": ("run_name", "arch", "task", "variant", "d_model", "seed", "count", "accuracy"),
     "dynamics": ("run_name", "arch", "task", "variant", "d_model", "seed", "epoch", "trial_accuracy", "iia"),
-    "gradience": ("run_name", "arch", "task", "variant", "d_model", "seed", "base_value", "source_value", "abs_diff",
-                  "correct"),
+    "pairs": ("run_name", "arch", "task", "variant", "d_model", "seed", "map", "base_value", "source_value",
+              "abs_diff", "correct", "phase_t", "phase_u", "trivial", "signed_error"),
 }
 TASKS = tuple(VARIANTS)
 
@@ -77,14 +77,21 @@ def where(df: pd.DataFrame, **equal) -> pd.DataFrame:
     return df[mask]
 
 
-def default_alignment(df: pd.DataFrame) -> pd.DataFrame:
-    """The default DAS: an orthogonal map (where one ran) with k = d/2 (or the k nearest it)."""
+def default_alignment(df: pd.DataFrame, map: str = "orthogonal") -> pd.DataFrame:
+    """One alignment per condition: the given map (where it ran; else whatever map ran) with k = d/2 (or the
+    k nearest it); the fixed-map controls keep theirs."""
     if df.empty:
         return df
-    if (df["map"] == "orthogonal").any():
-        df = df[df["map"].isin(["orthogonal", "random", "identity"])]   # the fixed-map controls keep theirs
+    if (df["map"] == map).any():
+        df = df[df["map"].isin([map, "random", "identity"])]
     gap = (df["k"] - df["d_model"] / 2).abs()
     return df[gap == gap.groupby(df["d_model"]).transform("min")]
+
+
+def maps_of(iia: pd.DataFrame) -> list[str]:
+    """The learned alignment maps that ran, orthogonal first."""
+    learned = [m for m in dict.fromkeys(iia.get("map", pd.Series(dtype=str))) if m not in ("random", "identity")]
+    return sorted(learned, key=lambda m: (m != "orthogonal", m))
 
 
 def _with_best_count(iia: pd.DataFrame) -> pd.DataFrame:
@@ -93,8 +100,8 @@ def _with_best_count(iia: pd.DataFrame) -> pd.DataFrame:
     if uu.empty:
         return iia
     keys = ["run_name", "arch", "task", "variant", "d_model", "seed", "program", "map", "k", "control"]
-    best = uu.groupby(keys, as_index=False, dropna=False)["iia"].max().assign(variable="best_count")
-    return pd.concat([iia, best], ignore_index=True)
+    pick = uu.loc[uu.groupby(keys, dropna=False)["iia"].idxmax()]          # the better variable's row, whole
+    return pd.concat([iia, pick.assign(variable="best_count")], ignore_index=True)
 
 
 def order(df: pd.DataFrame) -> pd.DataFrame:
@@ -113,6 +120,8 @@ def iia_table(iia: pd.DataFrame, fullswap: pd.DataFrame, d_model: int = 20) -> p
     sel = _with_best_count(where(iia, d_model=d_model, variant="default"))
     keys = ["arch", "task", "program", "variable", "map", "k"]
     table = summarize(sel[sel["control"] == "none"], keys)
+    nontrivial = summarize(sel[sel["control"] == "none"], keys, value="iia_nontrivial")
+    table = table.merge(nontrivial[[*keys, "mean"]].rename(columns={"mean": "nontrivial_mean"}), on=keys, how="left")
     for control in CONTROLS:
         ckeys = [*keys[:4], "k", *(["map"] if control == "untrained" else [])]
         means = summarize(sel[sel["control"] == control], ckeys)[[*ckeys, "mean"]]
@@ -143,16 +152,20 @@ def variants_table(iia: pd.DataFrame, fullswap: pd.DataFrame, d_model: int = 20)
 
 
 def headline(iia_tab: pd.DataFrame, swap_tab: pd.DataFrame, d_model: int = 20) -> pd.DataFrame:
-    """The paper's Figure 2 measures, long format: arch, task, measure, mean, ci_low, ci_high, n."""
-    t = default_alignment(iia_tab.assign(d_model=d_model))
+    """The paper's Figure 2 measures, long format: arch, task, measure, map, mean, CI, n, interval, and the
+    mean on non-trivial pairs; one row per learned map for the alignments (maps side by side)."""
     parts = []
-    for measure, (program, variable) in {"up_down_count": ("up_down", "count"),
-                                         "up_up_best_count": ("up_up", "best_count")}.items():
-        parts.append(where(t, program=program, variable=variable)[["arch", "task", *STATS]].assign(measure=measure))
+    for map_ in maps_of(iia_tab) or ["orthogonal"]:
+        t = default_alignment(iia_tab.assign(d_model=d_model), map_)
+        t = t[t["map"] == map_]
+        for measure, (program, variable) in {"up_down_count": ("up_down", "count"),
+                                             "up_up_best_count": ("up_up", "best_count")}.items():
+            rows = where(t, program=program, variable=variable)
+            parts.append(rows[["arch", "task", *STATS, "nontrivial_mean"]].assign(measure=measure, map=map_))
     swap = swap_tab[swap_tab["is_default_site"].astype(bool) & (swap_tab["program"] == "ctx_distributed")]
-    parts.append(swap[["arch", "task", *STATS]].assign(measure="full_swap"))
-    out = pd.concat(parts, ignore_index=True)[["arch", "task", "measure", *STATS]]
-    return order(out.drop_duplicates(["arch", "task", "measure"]))
+    parts.append(swap[["arch", "task", *STATS]].assign(measure="full_swap", map="—"))
+    out = pd.concat(parts, ignore_index=True)[["arch", "task", "measure", "map", *STATS, "nontrivial_mean"]]
+    return order(out.drop_duplicates(["arch", "task", "measure", "map"]))
 
 
 def size_sweep(iia: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -167,29 +180,65 @@ def size_sweep(iia: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, points
 
 
-def dynamics_tables(dyn: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pearson r between trial accuracy and IIA over checkpoints: per run, and pooled (per arch, all)."""
+def dynamics_tables(dyn: pd.DataFrame, runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pearson r between trial accuracy and IIA over checkpoints, over the whole curve and over the part
+    after the criterion (where accuracy is perfect and only IIA can still move): per run, and pooled
+    (per arch, all)."""
+    first = dict(zip(runs["run_name"], pd.to_numeric(runs["criterion_epoch"], errors="coerce")))
+    dyn = dyn.assign(after=dyn["epoch"] >= dyn["run_name"].map(first))
     keys = ["run_name", "arch", "task", "variant", "d_model", "seed"]
     per_run = [{**dict(zip(keys, group)), **_pearson_row(g)} for group, g in dyn.groupby(keys, sort=True)]
     pooled = [{"scope": f"arch={arch}", **_pearson_row(g)} for arch, g in dyn.groupby("arch", sort=True)]
     if not dyn.empty:
         pooled.append({"scope": "all", **_pearson_row(dyn)})
-    cols = ["r", "p", "n"]
+    cols = ["r", "p", "n", "iia_at_criterion", "iia_last", "r_after", "n_after"]
     return (order(pd.DataFrame(per_run, columns=[*keys, *cols])), pd.DataFrame(pooled, columns=["scope", *cols]))
 
 
 def _pearson_row(g: pd.DataFrame) -> dict:
     r, p = pearson(g["trial_accuracy"], g["iia"])
-    return {"r": r, "p": p, "n": len(g)}
+    after = g[g["after"]].sort_values("epoch")
+    r_after, _ = pearson(after["trial_accuracy"], after["iia"])
+    return {"r": r, "p": p, "n": len(g), "iia_at_criterion": after["iia"].iloc[0] if len(after) else float("nan"),
+            "iia_last": after["iia"].iloc[-1] if len(after) else float("nan"), "r_after": r_after,
+            "n_after": len(after)}
 
 
-def gradience_tables(grad: pd.DataFrame, d_model: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:
+def first_map(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The per-pair rows of one map: orthogonal where it ran."""
+    maps = maps_of(pairs)
+    return pairs[pairs["map"] == maps[0]] if maps else pairs
+
+
+def gradience_tables(pairs: pd.DataFrame, d_model: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(IIA by base × source value, GRU Multi-Object at d_model; IIA by |base − source| per d_model)."""
-    gru = where(grad, arch="gru", task="multi_object", variant="default")
+    gru = where(first_map(pairs), arch="gru", task="multi_object", variant="default")
     grid = (where(gru, d_model=d_model).groupby(["base_value", "source_value"], as_index=False)
             .agg(iia=("correct", "mean"), pairs=("correct", "size")))
     diff = gru.groupby(["d_model", "abs_diff"], as_index=False).agg(iia=("correct", "mean"), pairs=("correct", "size"))
     return grid, diff
+
+
+def phase_pairs_table(pairs: pd.DataFrame, d_model: int = 20) -> pd.DataFrame:
+    """Up-Down count IIA by the phase of t × the phase of u, per arch, task and map (seeds pooled)."""
+    sel = where(pairs, d_model=d_model, variant="default")
+    if sel.empty:
+        return pd.DataFrame(columns=["arch", "task", "map", "phase_t", "phase_u", "iia", "pairs"])
+    table = sel.groupby(["arch", "task", "map", "phase_t", "phase_u"], as_index=False).agg(
+        iia=("correct", "mean"), pairs=("correct", "size"))
+    return order(table)
+
+
+def signed_error_table(pairs: pd.DataFrame, d_model: int = 20) -> pd.DataFrame:
+    """How far off the failed pairs' free-running responses are: per arch (model family) and map, the
+    number of failed pairs with each signed error (model − program response length)."""
+    sel = where(pairs, d_model=d_model, variant="default")
+    failed = sel[~sel["correct"].astype(bool)]
+    if failed.empty:
+        return pd.DataFrame(columns=["arch", "map", "signed_error", "pairs", "fraction"])
+    table = failed.groupby(["arch", "map", "signed_error"], as_index=False).agg(pairs=("correct", "size"))
+    table["fraction"] = table["pairs"] / table.groupby(["arch", "map"])["pairs"].transform("sum")
+    return order(table)
 
 
 def oor_table(oor: pd.DataFrame, d_model: int = 20) -> pd.DataFrame:

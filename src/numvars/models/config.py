@@ -21,6 +21,8 @@ class ModelConfig:
     n_heads: int = 1           # Transformer only
     pos: str = "rope"          # Transformer only: "rope" or "none" (NPE)
     head_dropout: float = 0.5  # dropout on the hidden layer of the MLP head
+    layer_dropout: float = 0.0  # Transformer only: dropout on attention weights, each block's residual
+                                # branches and its MLP's hidden layer (the authors' code uses 0.5)
 
     def __post_init__(self):
         options.canonicalize(self)
@@ -42,6 +44,10 @@ class ModelConfig:
                 raise NumvarsError(f"d_model={self.d_model} must split into n_heads={self.n_heads} heads of even size")
         if not 0 <= self.head_dropout < 1:
             raise NumvarsError(f"head_dropout={self.head_dropout} must be in [0, 1)")
+        if not 0 <= self.layer_dropout < 1:
+            raise NumvarsError(f"layer_dropout={self.layer_dropout} must be in [0, 1)")
+        if self.layer_dropout and self.arch != "transformer":
+            raise NumvarsError("layer_dropout is for the Transformer's blocks; recurrent models have head_dropout")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .head import MLPHead
+from .head import Dropout, MLPHead
 
 
 def rope(x: Tensor) -> Tensor:
@@ -28,7 +28,7 @@ def rope(x: Tensor) -> Tensor:
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_heads, self.use_rope = cfg.n_heads, cfg.pos == "rope"
+        self.n_heads, self.use_rope, self.p = cfg.n_heads, cfg.pos == "rope", cfg.layer_dropout
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
@@ -43,7 +43,8 @@ class CausalSelfAttention(nn.Module):
             weights = scores.masked_fill(~causal, float("-inf")).softmax(-1)     # (B, H, L, L)
             y = weights @ v
         else:
-            y, weights = F.scaled_dot_product_attention(q, k, v, is_causal=True), None
+            p = self.p if self.training else 0.0
+            y, weights = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p), None
         y = self.proj(y.transpose(1, 2).reshape(B, L, C))
         return (y, weights) if return_weights else y
 
@@ -53,12 +54,14 @@ class Block(nn.Module):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
         self.attn = CausalSelfAttention(cfg)
-        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, 4 * cfg.d_model), nn.GELU(),
-                                 nn.Linear(4 * cfg.d_model, cfg.d_model))
+        layers = [nn.Linear(cfg.d_model, 4 * cfg.d_model), nn.GELU()]
+        layers += [Dropout(cfg.layer_dropout)] if cfg.layer_dropout else []
+        self.mlp = nn.Sequential(*layers, nn.Linear(4 * cfg.d_model, cfg.d_model))
+        self.drop = Dropout(cfg.layer_dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
+        x = x + self.drop(self.attn(self.ln1(x)))
+        return x + self.drop(self.mlp(self.ln2(x)))
 
 
 class TransformerLM(nn.Module):

@@ -1,0 +1,122 @@
+"""Running a graph of idempotent jobs: in this process, on N local worker processes, or on Ray.
+
+A job is a small frozen value (`Job`); `work(job)` computes it (in whatever process runs it) and
+returns a small picklable result; `expand(job, result)`, called here, names the jobs that may
+start once it is done (a model's alignments wait for its training). Every job writes its output
+to disk atomically and finds it there on a rerun, so any engine, any number of workers and any
+interruption end with the same results; callers assemble their tables from `results` in their own
+fixed order, never in completion order.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from tqdm.auto import tqdm
+
+from .errors import NumvarsError
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str                               # what to run: "train", "das", ...
+    params: tuple[tuple[str, Any], ...]     # everything `work` needs, as sorted (key, value) pairs
+    gpu: float = 0.0                        # the share of a GPU it needs (Ray packs fractional shares)
+
+    def get(self, key: str, default=None):
+        return dict(self.params).get(key, default)
+
+
+def job(kind: str, gpu: float = 0.0, **params) -> Job:
+    return Job(kind, tuple(sorted(params.items())), gpu)
+
+
+def default_jobs() -> int:
+    """One worker per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                   # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+
+
+def run_graph(roots: Iterable[Job], work: Callable[[Job], Any], expand: Callable[[Job, Any], list[Job]],
+              jobs: int = 1, engine: str = "local", address: str | None = None, threads: int = 1,
+              progress: bool = True, desc: str = "jobs") -> tuple[dict[Job, Any], dict[Job, list[Job]]]:
+    """Run every job reachable from `roots`; returns (results, children) where children[j] lists the
+    jobs `expand` named after j, in its order."""
+    if engine not in ENGINES:
+        raise NumvarsError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if jobs < 1:
+        raise NumvarsError(f"--jobs {jobs} must be >= 1")
+    roots = list(dict.fromkeys(roots))
+    bar = tqdm(total=len(roots), desc=desc, unit="job", disable=not progress)
+    try:
+        if engine == "ray":
+            from .ray_engine import run_on_ray
+            return run_on_ray(roots, work, expand, jobs, address, threads, bar)
+        if jobs == 1:
+            return _serial(roots, work, expand, bar)
+        return _pool(roots, work, expand, jobs, threads, bar)
+    finally:
+        bar.close()
+
+
+def _serial(roots, work, expand, bar):
+    results, children, queue = {}, {}, list(roots)
+    while queue:
+        current = queue.pop(0)
+        if current in results:
+            continue
+        bar.set_postfix_str(_label(current))
+        results[current] = work(current)
+        children[current] = expand(current, results[current])
+        queue += children[current]
+        bar.total += len(children[current])
+        bar.update(1)
+    return results, children
+
+
+def _pool(roots, work, expand, jobs, threads, bar):
+    results, children, running = {}, {}, {}
+    context = multiprocessing.get_context("spawn")       # never fork a process that holds torch's threads
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        def submit(batch):
+            for j in batch:
+                if j not in results and j not in running.values():
+                    running[pool.submit(work, j)] = j
+        try:
+            submit(roots)
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done = running.pop(future)
+                    results[done] = future.result()           # a job's error ends the run, here
+                    children[done] = expand(done, results[done])
+                    bar.total += len(children[done])
+                    bar.update(1)
+                    bar.set_postfix_str(_label(done))
+                    submit(children[done])
+        except BaseException:
+            for future in running:
+                future.cancel()
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()                          # do not wait for long jobs: rerun to resume
+            raise
+    return results, children
+
+
+def _label(j: Job) -> str:
+    p = dict(j.params)
+    name = p.get("name") or p.get("run_dir", "")
+    return f"{j.kind} {str(name).rsplit('/', 1)[-1]}"[:60]

@@ -1,0 +1,162 @@
+"""Plan before you spend: the jobs a preset needs, which are done, and how long the rest will take.
+
+`plan(preset, out, jobs)` walks the same job graph `reproduce` runs, without running anything: a
+training run finished on disk expands into its real dependents; an unfinished one is assumed to
+reach the criterion at its typical epoch. Each job's cost comes from measured seconds: the
+timings of earlier runs in this results folder where there are some, else the per-job costs that
+`benchmarks/job_costs.py` measured on a 2-core CPU (shipped in numvars/data/job_costs.json). The
+wall time is a list-scheduling simulation of the graph on the chosen number of workers.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from . import io
+from .engine import Job
+from .jobs import das_key, result_dir
+from .presets import Preset, grid
+from .train import checkpoint_epochs, is_finished
+
+
+@dataclass
+class Plan:
+    counts: pd.DataFrame          # kind, jobs, done, to_run, seconds (to run, one worker)
+    wall_seconds: float           # estimated wall time on `workers`
+    workers: int
+    source: str                   # where the costs came from
+
+    def render(self) -> str:
+        t = self.counts
+        lines = [f"{'job':<10}{'total':>8}{'done':>8}{'to run':>8}{'CPU time':>12}"]
+        lines += [f"{r.kind:<10}{r.jobs:>8}{r.done:>8}{r.to_run:>8}{_hms(r.seconds):>12}" for r in t.itertuples()]
+        lines.append(f"{'all':<10}{t['jobs'].sum():>8}{t['done'].sum():>8}{t['to_run'].sum():>8}"
+                     f"{_hms(t['seconds'].sum()):>12}")
+        lines.append(f"estimated wall time with {self.workers} worker(s): {_hms(self.wall_seconds)} "
+                     f"(costs: {self.source})")
+        return "\n".join(lines)
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class Costs:
+    """Seconds per job, from measured per-unit costs (per epoch, per DAS step, per pair, per trial)."""
+
+    def __init__(self, table: dict, source: str):
+        self.t, self.source = table, source
+
+    @classmethod
+    def load(cls) -> "Costs":
+        text = resources.files("numvars").joinpath("data/job_costs.json").read_text()
+        return cls(json.loads(text), "benchmarks/job_costs.py on a 2-core CPU")
+
+    def arch(self, arch: str) -> dict:
+        return self.t["archs"].get(arch, self.t["archs"]["gru"])
+
+    def criterion_epoch(self, arch: str, task: str) -> float:
+        return self.arch(arch)["criterion_epochs"].get(task, 150)
+
+    def train(self, arch: str, task: str, train: dict, d_model: int) -> float:
+        epochs = self.criterion_epoch(arch, task) + train.get("extra_epochs", 0) + 5 * train.get("plateau", 0)
+        epochs = min(epochs, train.get("max_epochs", 2000))
+        return epochs * self.arch(arch)["epoch_s"] * max(1.0, (d_model / 20) ** 1.5)
+
+    def das(self, arch: str, opts: dict) -> float:
+        n_train = opts.get("n_train", 10_000)
+        batch = opts.get("batch_size", 512)
+        steps = opts.get("max_steps") or math.ceil(n_train / batch) * min(opts.get("max_epochs", 50),
+                                                                          self.t["das_typical_epochs"])
+        per_step = self.arch(arch)["das_step_s"] * batch / 512
+        return steps * per_step + (opts.get("n_val", 1000) + 2 * opts.get("n_test", 1000)) * per_step / 512 * 4
+
+    def job(self, j: Job, arch: str, task: str, preset: Preset, d_model: int) -> float:
+        a = self.arch(arch)
+        if j.kind == "train":
+            return self.train(arch, task, preset.train, d_model)
+        if j.kind == "das":
+            return self.das(arch, dict(j.get("options")))
+        if j.kind == "fullswap":
+            return a["fullswap_pair_s"] * dict(j.get("options")).get("n", 1000)
+        return a["trial_s"] * preset.oor_max * preset.oor_per_count
+
+
+def _expected_result(j: Job, costs: Costs) -> dict:
+    """The result a training job would have: from disk if finished, else the typical one."""
+    from .config import from_mapping
+    from .train import run_dir_for
+    cfg = from_mapping(dict(j.get("config")))
+    run_dir = run_dir_for(cfg)
+    if is_finished(run_dir):
+        return {"summary": io.read_json(run_dir / "summary.json"), "run_dir": str(run_dir), "done": True}
+    first = int(costs.criterion_epoch(cfg.model.arch, cfg.task.name))
+    last = min(first + cfg.train.extra_epochs + 5 * cfg.train.plateau, cfg.train.max_epochs)
+    epochs = sorted((checkpoint_epochs(cfg.train.max_epochs) & set(range(1, last + 1))) | {first, last})
+    return {"summary": {"reached_criterion": True}, "run_dir": str(run_dir), "done": False, "epochs": epochs}
+
+
+def _is_done(j: Job) -> bool:
+    p = dict(j.params)
+    if j.kind == "oor":
+        return (Path(p["run_dir"]) / f"eval_max{p['max_count']}_per{p['per_count']}.csv").is_file()
+    opts = dict(p["options"])
+    key = das_key(p.get("checkpoint"), **opts) if j.kind == "das" else \
+        __import__("numvars.align", fromlist=["FullSwapOptions"]).FullSwapOptions(**opts).key()
+    return (result_dir(p["run_dir"], j.kind, key) / "result.json").is_file()
+
+
+def plan(preset: Preset, out: Path, workers: int, device: str = "cpu", threads: int = 1) -> Plan:
+    from .reproduce import Expander, train_job
+
+    costs = Costs.load()
+    roots = [train_job(spec, preset, out / "runs", device, threads) for spec in grid(preset)]
+    expand = Expander(preset, device)
+    rows, tasks = [], []                   # (kind, done, seconds); (seconds, parent index) for the simulation
+    for index, root in enumerate(roots):
+        spec = root.get("spec")
+        result = _expected_result(root, costs)
+        seconds = 0.0 if result["done"] else costs.job(root, spec.arch, spec.task, preset, spec.d_model)
+        rows.append(("train", result["done"], seconds))
+        tasks.append((seconds, None))
+        for child in _children(expand, root, result):
+            done = result["done"] and _is_done(child)
+            cost = 0.0 if done else costs.job(child, spec.arch, spec.task, preset, spec.d_model)
+            rows.append((child.kind, done, cost))
+            tasks.append((cost, index))
+    frame = pd.DataFrame(rows, columns=["kind", "done", "seconds"])
+    counts = frame.groupby("kind", sort=False).agg(jobs=("done", "size"), done=("done", "sum"),
+                                                  seconds=("seconds", "sum")).reset_index()
+    counts["to_run"] = counts["jobs"] - counts["done"]
+    return Plan(counts[["kind", "jobs", "done", "to_run", "seconds"]], _simulate(tasks, workers), workers,
+                costs.source)
+
+
+def _children(expand, root: Job, result: dict) -> list[Job]:
+    """The dependents of a training run; an unfinished one gets its typical checkpoints."""
+    if result["done"]:
+        return expand(root, result)
+    return expand(root, result, checkpoints=result["epochs"])
+
+
+def _simulate(tasks: list[tuple[float, int | None]], workers: int) -> float:
+    """List scheduling in the engine's order (every training run first, then the dependents), each job
+    on the first free worker once its run is trained."""
+    finish: dict[int, float] = {}
+    free = [0.0] * workers
+    heapq.heapify(free)
+    order = [i for i, (_, parent) in enumerate(tasks) if parent is None] + \
+            [i for i, (_, parent) in enumerate(tasks) if parent is not None]
+    for i in order:
+        cost, parent = tasks[i]
+        start = max(heapq.heappop(free), finish.get(parent, 0.0) if parent is not None else 0.0)
+        finish[i] = start + cost
+        heapq.heappush(free, finish[i])
+    return max(finish.values(), default=0.0)
