@@ -88,6 +88,16 @@ def make_map(kind: str, d: int, seed: int) -> nn.Module:
     raise NumvarsError(f"unknown map {kind!r}; choose one of {', '.join(MAPS)}")
 
 
+def set_matrix(align: nn.Module, matrix: Tensor) -> nn.Module:
+    """Start a learnable map from a given orthogonal matrix (an orthogonal map keeps its parametrization)."""
+    with torch.no_grad():
+        if isinstance(align, OrthogonalMap):
+            align.lin.weight = matrix.to(align.lin.weight.device)
+        else:
+            align.weight.copy_(matrix)
+    return align
+
+
 def block_masks(d: int, k: int, n_blocks: int) -> Tensor:
     """(n_blocks, d) 0/1 masks: block i selects aligned dims [i·k, (i+1)·k)."""
     if not 1 <= k or k * n_blocks > d:

@@ -2,7 +2,7 @@
 named, typed, documented (`help`) and checked. The CLI's keys and the job keys are read off them."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from .. import options
 from ..errors import NumvarsError
@@ -15,8 +15,14 @@ POSITIONS = ("all", "tokens")
 PAIR_COUNTS = ("all", "train")
 DEMO_RULES = ("extra", "target", "random")
 LOSS_ON = ("scored", "all")
+INITS = ("random", "probe")
+SCHEDULES = ("constant", "cosine")
 MATCHES = ("phase", "role")
 MAX_PAIRS = 5_000_000
+
+
+def _non_default(o) -> dict:
+    return {f.name: getattr(o, f.name) for f in fields(o) if f.name != "device" and getattr(o, f.name) != f.default}
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -55,6 +61,10 @@ class DASOptions:
                                    "the base's own count) or random (until a random target, the authors' code)")
     max_extra_demo: int = _opt(3, "most extra demo tokens under demo_rule=extra")
     loss_on: str = _opt("scored", "DAS loss on the scored tokens only, or on all continuation tokens")
+    schedule: str = _opt("constant", "learning rate over the run: constant, or cosine (decays to 0 over "
+                                     "max_epochs, or max_steps)")
+    init: str = _opt("random", "the map's starting point: random (a random rotation) or probe (the subspace a "
+                               "least-squares probe reads the variable from, then principal components)")
     device: str = _opt("cpu", "cpu, cuda or auto")
 
     def __post_init__(self):
@@ -64,6 +74,8 @@ class DASOptions:
         _choice("pair_counts", self.pair_counts, PAIR_COUNTS)
         _choice("demo_rule", self.demo_rule, DEMO_RULES)
         _choice("loss_on", self.loss_on, LOSS_ON)
+        _choice("init", self.init, INITS)
+        _choice("schedule", self.schedule, SCHEDULES)
         options.check_range("max_extra_demo", self.max_extra_demo, 0, 1000)
         if self.max_steps is not None:
             options.check_range("max_steps", self.max_steps, 1, 10_000_000)
@@ -82,8 +94,10 @@ class DASOptions:
         resolve_device(self.device)
 
     def key(self) -> dict:
-        """The options that change the result (not where it is computed)."""
-        return {k: v for k, v in asdict(self).items() if k != "device"}
+        """The options that change the result and differ from their defaults (not where it is computed):
+        a new option added at its default leaves existing job keys, and so cached results, as they were;
+        a changed default bumps numvars.PROTOCOL instead."""
+        return _non_default(self)
 
 
 @dataclass(frozen=True)
@@ -106,4 +120,4 @@ class FullSwapOptions:
         resolve_device(self.device)
 
     def key(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "device"}
+        return _non_default(self)

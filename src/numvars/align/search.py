@@ -23,7 +23,8 @@ from .. import io
 from ..errors import NumvarsError
 from ..programs import Pairs, get_program, make_pairs
 from ..tasks import PAD, Task
-from .maps import block_masks, make_map
+from .maps import block_masks, make_map, set_matrix
+from .probe import probe_basis
 from .protocol import DASOptions
 from .scoring import intervene, loss, response_length, score
 from .sites import cache, frozen, get_site
@@ -160,6 +161,10 @@ def das(model: nn.Module, task: Task, program="up_down", variable="count", progr
         tr, va, te = slice(0, o.n_train), slice(o.n_train, o.n_train + o.n_val), slice(o.n_train + o.n_val, None)
         kind = o.control if o.control in ("random", "identity") else o.map
         align = make_map(kind, d, o.seed).to(device)
+        if o.init == "probe" and kind in ("orthogonal", "linear"):
+            t = pairs.select(tr)
+            set_matrix(align, probe_basis(t.states["base"].cpu(), t.base_value, t.states["source"].cpu(),
+                                          t.source_value, t.var_index.cpu(), len(variables), k))
         if o.control in ("random", "identity"):             # fixed maps: nothing to fit
             history, epochs, steps = [], 0, 0
             val_iia = float(score(at, align, masks, pairs.select(va), free=False).correct.float().mean())
@@ -199,6 +204,9 @@ def _fit(site, align, masks, train: Pairs, val: Pairs, o: DASOptions, progress: 
     best, best_loss, best_state, stale, history = -1.0, math.inf, copy.deepcopy(align.state_dict()), 0, []
     per_epoch = math.ceil(len(train) / o.batch_size)
     epochs = o.max_epochs if o.max_steps is None else math.ceil(o.max_steps / per_epoch)
+    total = o.max_steps or epochs * per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 1.0 if o.schedule == "constant" else 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
     steps = 0
     bar = tqdm(range(1, epochs + 1), disable=not progress, desc="DAS", unit="ep", leave=False)
     for epoch in bar:
@@ -207,6 +215,7 @@ def _fit(site, align, masks, train: Pairs, val: Pairs, o: DASOptions, progress: 
             if o.max_steps is not None and steps >= o.max_steps:
                 break
             losses.append(das_step(site, align, masks, train.select(idx.to(train.t.device)), opt, o.loss_on))
+            sched.step()
             steps += 1
         checked = score(site, align, masks, val, free=False)
         val_iia = float(checked.correct.float().mean())

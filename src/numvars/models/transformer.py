@@ -31,13 +31,18 @@ class CausalSelfAttention(nn.Module):
         self.n_heads, self.use_rope, self.p = cfg.n_heads, cfg.pos == "rope", cfg.layer_dropout
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        # an attention intervention: edit(q, k, v) -> (B, H, L, Dh) replaces the attention computation
+        # (used by numvars.align.attention; None in normal use)
+        self.edit = None
 
     def forward(self, x: Tensor, return_weights: bool = False):
         B, L, C = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)  # (B, H, L, Dh)
         if self.use_rope:
             q, k = rope(q), rope(k)
-        if return_weights:   # the plain path: what the fused kernel computes, with the weights kept
+        if self.edit is not None:
+            y, weights = self.edit(q, k, v), None
+        elif return_weights:   # the plain path: what the fused kernel computes, with the weights kept
             scores = (q @ k.transpose(-1, -2)) / (q.shape[-1] ** 0.5)
             causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
             weights = scores.masked_fill(~causal, float("-inf")).softmax(-1)     # (B, H, L, L)
