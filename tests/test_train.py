@@ -187,7 +187,7 @@ def test_an_unreadable_resume_file_is_a_one_line_error(tmp_path):
     d = train_mod.run_dir_for(cfg)
     d.mkdir(parents=True)
     (d / "resume.safetensors").write_bytes(b"not a checkpoint")
-    with pytest.raises(NumvarsError, match="resume.safetensors is unreadable") as e:
+    with pytest.raises(NumvarsError, match="resume.safetensors is unreadable"):
         train(cfg, progress=False)
 
 

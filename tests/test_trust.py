@@ -1,9 +1,7 @@
 """Run folders from elsewhere run no code; mistakes and failures end in one line, with a way out."""
 import os
 import pickle
-import resource
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from numvars import cli, io, models
+from numvars import io
 from numvars import train as train_mod
-from numvars.config import from_mapping
 from numvars.errors import NumvarsError
 from numvars.train import run_dir_for, train
 

@@ -5,6 +5,7 @@ Every command takes `key=value` overrides; mistakes end in one line on stderr an
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -41,6 +42,8 @@ def cmd_train(args) -> None:
     overrides = split_words(args.overrides)
     for flag in ("device", "threads"):
         if getattr(args, flag) is not None:
+            if flag in overrides and overrides[flag] != str(getattr(args, flag)):
+                raise NumvarsError(f"--{flag} {getattr(args, flag)} and {flag}={overrides[flag]} disagree; give one")
             overrides[flag] = str(getattr(args, flag))
     base = None
     if args.from_run:
@@ -57,20 +60,18 @@ def cmd_train(args) -> None:
 
 def cmd_eval(args) -> None:
     from . import io
-    from .evaluate import greedy_trials
+    from .evaluate import count_table
     from .jobs import load_run
 
     run_dir = Path(args.run_dir)
     model, task, cfg, _ = load_run(run_dir, require_trained=False)   # checks directory, config and weights
     if args.max_count < 1 or args.per_count < 1:
         raise NumvarsError("--max-count and --per-count must be >= 1")
-    result = greedy_trials(model, task, range(1, args.max_count + 1), args.per_count)
-    table = result.by_count()
-    table["held_out"] = table["count"].isin(cfg.task.holdouts)
-    table["in_training_range"] = table["count"] <= cfg.task.max_count
+    table = count_table(model, task, args.max_count, args.per_count)
     path = io.write_table(run_dir / f"eval_max{args.max_count}_per{args.per_count}.csv", table)
     _print_table(table, f"free-running trial accuracy per count ({args.per_count} trials each)")
-    print(f"overall {result.accuracy:.4f}; saved {path}")
+    overall = (table["accuracy"] * table["trials"]).sum() / table["trials"].sum()
+    print(f"overall {overall:.4f}; saved {path}")
 
 
 def cmd_align(args) -> None:
@@ -166,7 +167,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .align.protocol import DASOptions, FullSwapOptions, help_lines
+    from .align.protocol import DASOptions, FullSwapOptions
+    from .options import help_lines
 
     p = Parser(prog="numvars", description="Find symbol-like number variables in neural networks.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -261,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("numvars: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:                      # e.g. `numvars align RUN | head`: the reader left; say nothing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

@@ -100,3 +100,13 @@ def greedy_trials(model: nn.Module, task: Task, counts=range(1, 21), per_count: 
             buffer[rows, pos] = logits[rows, pos - 1].argmax(-1)
     correct = ((buffer == tokens) | ~mask).all(dim=1)
     return TrialResult(counts=batch.counts, correct=correct.cpu())
+
+
+def count_table(model: nn.Module, task: Task, max_count: int = 30, per_count: int = 15) -> pd.DataFrame:
+    """Free-running trial accuracy for each count 1..max_count, with whether the count was held out
+    of training and whether it lies inside the training range."""
+    table = greedy_trials(model, task, range(1, max_count + 1), per_count).by_count()
+    table["held_out"] = table["count"].isin(task.spec.holdouts)
+    table["in_training_range"] = table["count"] <= task.spec.max_count
+    return table
+

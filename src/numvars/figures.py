@@ -204,8 +204,9 @@ def fig_oor(table: pd.DataFrame, d_model: int):
         ax.set_ylabel("trial accuracy (fraction of trials)")
         ax.set_ylim(-0.02, 1.02)
     axes[0][0].legend(fontsize=8)
-    return fig, (f"Trial accuracy for target counts 1–30 (d = {d_model}, mean over seeds with its interval as a band); counts "
-                 f"right of the dashed line lie beyond the training range 1–{TRAIN_MAX_COUNT}.")
+    top = int(table["count"].max())
+    return fig, (f"Trial accuracy for target counts 1–{top} (d = {d_model}, mean over seeds with its interval as a "
+                 f"band); counts right of the dashed line lie beyond the training range 1–{TRAIN_MAX_COUNT}.")
 
 
 def fig_pca(found: list):
@@ -251,7 +252,8 @@ def fig_attention(maps: list):
             ax.set_ylabel("query token (attending)")
             ax.set_title(f"{variant} ({row['task']}): layer {layer + 1}, head {head + 1}", fontsize=9)
     fig.colorbar(image, ax=axes, label="attention weight", shrink=0.6)
-    return fig, ("Causal attention weights of each layer and head for one Multi-Object sequence with count 5 "
+    tasks = " and ".join(sorted({str(row["task"]).replace("_", "-") for _, row, _, _ in maps}))
+    return fig, (f"Causal attention weights of each layer and head for one {tasks} sequence with count 5 "
                  "(rows: query tokens, columns: key tokens), for the RoPE transformer and, where it ran, the one "
                  "without positional encoding (npe).")
 

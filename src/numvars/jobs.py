@@ -1,8 +1,8 @@
-"""Jobs on run directories: load a trained run, align or full-swap it, save the result once.
+"""Jobs on run directories: train, evaluate, align, full-swap or attention-test a run, each saved once.
 
-Results live under RUN_DIR/align/<name>/ where the name is a hash of the options, so a rerun
-reuses a finished result and a killed one starts again cleanly (files are written atomically,
-result.json last).
+Results live under RUN_DIR/align/<name>/ where the name is a hash of the options (and the protocol
+version), so a rerun reuses a finished result and a killed one starts again cleanly (files are
+written atomically, result.json last). `work(job)` runs any of them for the engine.
 """
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ import hashlib
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from . import io, models, stale
 from .align import DASOptions, FullSwapOptions, das, full_swap
 from .config import RunConfig
+from .engine import Job
 from .errors import NumvarsError
+
+PAIR_COLUMNS = ("map", "base_value", "source_value", "abs_diff", "correct", "phase_t", "phase_u", "trivial",
+                "signed_error")
 
 
 def load_run(run_dir, require_trained: bool = True, checkpoint: str | None = None):
@@ -28,7 +34,8 @@ def load_run(run_dir, require_trained: bool = True, checkpoint: str | None = Non
                                f"{run_dir}`")
         if not summary.get("reached_criterion"):
             raise NumvarsError(f"run {run_dir} never reached the accuracy criterion (trial accuracy "
-                               f"{summary.get('trial_accuracy', 0):.3f}); train longer with a larger max_epochs")
+                               f"{summary.get('trial_accuracy', 0):.3f}); train a new run with a larger max_epochs "
+                               f"(e.g. `numvars train --from {run_dir} max_epochs=...`, which starts from scratch)")
     return model, cfg.make_task(), cfg, summary
 
 
@@ -102,3 +109,57 @@ def full_swap_run(run_dir, **opts) -> tuple[dict, Path, bool]:
     io.write_table(out / "pairs.parquet", result.pairs)
     io.write_json(out / "result.json", summary)
     return summary, out, False
+
+
+def attention_run(run_dir, n: int = 300, seed: int = 0, layers: tuple[int, ...] | None = None,
+                  device: str = "cpu") -> tuple[dict, Path, bool]:
+    """The attention test of a trained Transformer run, cached like the alignments."""
+    from .align.attention import attention_test
+
+    key = {"n": n, "seed": seed, **({"layers": list(layers)} if layers is not None else {})}
+    model, task, _, _ = load_run(run_dir)
+    out, done = _prepare(run_dir, "attention", key)
+    if done is not None:
+        return done, out, True
+    result = attention_test(model, task, n=n, seed=seed, layers=layers, device=device)
+    summary = {**result.summary(), "protocol": stale.current(), "options": key}
+    io.write_table(out / "trials.parquet", result.trials)
+    io.write_json(out / "result.json", summary)
+    return summary, out, False
+
+
+def work(j: Job) -> dict:
+    """Compute one job (in whatever process runs it) and return its small result."""
+    p = dict(j.params)
+    if j.kind == "train":
+        from .config import from_mapping
+        from .train import train
+        result = train(from_mapping(dict(p["config"])), progress=False)
+        return {"summary": result.summary, "run_dir": str(result.run_dir)}
+    if j.kind == "oor":
+        return {"rows": _oor(Path(p["run_dir"]), p["max_count"], p["per_count"])}
+    if j.kind == "das":
+        summary, rdir, _ = align_run(p["run_dir"], checkpoint=p.get("checkpoint"), **dict(p["options"]))
+        out = {"summary": summary, "result_dir": str(rdir)}
+        if p.get("keep_pairs"):
+            pairs = pd.read_parquet(rdir / "pairs.parquet")
+            out["pairs"] = pairs[[c for c in PAIR_COLUMNS if c in pairs]].assign(map=summary["map"]).to_dict("records")
+        return out
+    if j.kind == "fullswap":
+        summary, rdir, _ = full_swap_run(p["run_dir"], **dict(p["options"]))
+        return {"summary": summary, "result_dir": str(rdir)}
+    if j.kind == "attention":
+        summary, rdir, _ = attention_run(p["run_dir"], **dict(p["options"]))
+        return {"summary": summary, "result_dir": str(rdir)}
+    raise NumvarsError(f"unknown job kind {j.kind!r}")
+
+
+def _oor(run_dir: Path, max_count: int, per_count: int) -> list[dict]:
+    from .evaluate import count_table
+
+    path = run_dir / f"eval_max{max_count}_per{per_count}.csv"
+    if not path.is_file():
+        model, task, _, _ = load_run(run_dir, require_trained=False)
+        io.write_table(path, count_table(model, task, max_count, per_count))
+    return pd.read_csv(path).to_dict("records")
+

@@ -49,15 +49,23 @@ def _hms(seconds: float) -> str:
 
 
 class Costs:
-    """Seconds per job, from measured per-unit costs (per epoch, per DAS step, per pair, per trial)."""
+    """Seconds per job, from measured per-unit costs (per epoch, per DAS step, per pair, per trial), or
+    from the measured seconds of earlier jobs of the same kind in this results folder."""
 
-    def __init__(self, table: dict, source: str):
-        self.t, self.source = table, source
+    def __init__(self, table: dict, source: str, measured: dict | None = None):
+        self.t, self.source, self.measured = table, source, measured or {}
 
     @classmethod
-    def load(cls) -> "Costs":
+    def load(cls, results: Path | None = None) -> "Costs":
         text = resources.files("numvars").joinpath("data/job_costs.json").read_text()
-        return cls(json.loads(text), "benchmarks/job_costs.py on a 2-core CPU")
+        costs = cls(json.loads(text), "benchmarks/job_costs.py on a 2-core CPU")
+        timings = Path(results or ".") / "tables" / "timings.csv"
+        if results is not None and timings.is_file():
+            t = pd.read_csv(timings)
+            t["kind"] = t["job"].str.split().str[0]
+            costs.measured = t.groupby(["kind", "arch", "task"])["seconds"].median().to_dict()
+            costs.source = f"medians of the earlier jobs in {timings} (benchmarks/job_costs.py where none)"
+        return costs
 
     def arch(self, arch: str) -> dict:
         return self.t["archs"].get(arch, self.t["archs"]["gru"])
@@ -79,6 +87,9 @@ class Costs:
         return steps * per_step + (opts.get("n_val", 1000) + 2 * opts.get("n_test", 1000)) * per_step / 512 * 4
 
     def job(self, j: Job, arch: str, task: str, preset: Preset, d_model: int) -> float:
+        measured = self.measured.get((j.kind, arch, task))
+        if measured is not None and d_model == preset.d_model:
+            return float(measured)
         a = self.arch(arch)
         if j.kind == "train":
             return self.train(arch, task, preset.train, d_model)
@@ -116,7 +127,7 @@ def _is_done(j: Job) -> bool:
 def plan(preset: Preset, out: Path, workers: int, device: str = "cpu", threads: int = 1) -> Plan:
     from .reproduce import Expander, train_job
 
-    costs = Costs.load()
+    costs = Costs.load(out)
     roots = [train_job(spec, preset, out / "runs", device, threads) for spec in grid(preset)]
     expand = Expander(preset, device)
     rows, tasks = [], []                   # (kind, done, seconds); (seconds, parent index) for the simulation

@@ -22,48 +22,14 @@ import torch
 from . import __version__, io
 from .engine import Job, default_jobs, job, run_graph
 from .errors import NumvarsError
-from .evaluate import greedy_trials
-from .jobs import align_run, full_swap_run, load_run
+from .jobs import work
 from .presets import ALIGNMENTS, PRESETS, Preset, RunSpec, grid
 from .runtime import resolve_device, setup_threads
-from .train import train
 
 TABLES = ("runs", "iia", "fullswap", "oor", "dynamics", "pairs", "timings")
-PAIR_COLUMNS = ("map", "base_value", "source_value", "abs_diff", "correct", "phase_t", "phase_u", "trivial",
-                "signed_error")
 
 
 # --- the jobs ------------------------------------------------------------------------------------
-
-def work(j: Job) -> dict:
-    """Compute one job (in whatever process runs it) and return its small result."""
-    p = dict(j.params)
-    if j.kind == "train":
-        from .config import from_mapping
-        result = train(from_mapping(dict(p["config"])), progress=False)
-        return {"summary": result.summary, "run_dir": str(result.run_dir)}
-    if j.kind == "oor":
-        return {"rows": _oor(Path(p["run_dir"]), p["max_count"], p["per_count"])}
-    if j.kind == "das":
-        summary, rdir, _ = align_run(p["run_dir"], checkpoint=p.get("checkpoint"), **dict(p["options"]))
-        out = {"summary": summary, "result_dir": str(rdir)}
-        if p.get("keep_pairs"):
-            pairs = pd.read_parquet(rdir / "pairs.parquet")
-            out["pairs"] = pairs[[c for c in PAIR_COLUMNS if c in pairs]].assign(map=summary["map"]).to_dict("records")
-        return out
-    if j.kind == "fullswap":
-        summary, _, _ = full_swap_run(p["run_dir"], **dict(p["options"]))
-        return {"summary": summary}
-    raise NumvarsError(f"unknown job kind {j.kind!r}")
-
-
-def _oor(run_dir: Path, max_count: int, per_count: int) -> list[dict]:
-    path = run_dir / f"eval_max{max_count}_per{per_count}.csv"
-    if not path.is_file():
-        model, task, _, _ = load_run(run_dir, require_trained=False)
-        io.write_table(path, greedy_trials(model, task, range(1, max_count + 1), per_count).by_count())
-    return pd.read_csv(path).to_dict("records")
-
 
 def train_job(spec: RunSpec, preset: Preset, runs_dir: Path, device: str, threads: int) -> Job:
     keys = {"arch": spec.arch, "task": spec.task, "d_model": spec.d_model, "seed": spec.seed, **preset.train,

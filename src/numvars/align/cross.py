@@ -21,7 +21,7 @@ from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from ..errors import NumvarsError
-from ..programs import Pairs, get_program, make_pairs
+from ..programs import get_program, make_pairs
 from ..tasks import Task
 from .protocol import MAPS
 from .maps import make_map

@@ -43,6 +43,9 @@ def full_swap(model: nn.Module, task: Task, programs=("ctx_distributed", "up_dow
     """Swap the whole state and score the model's continuation against each program's prediction;
     `opts` are `FullSwapOptions` fields (site, n, seed, device)."""
     o = FullSwapOptions(**opts)
+    if o.control == "untrained":
+        from .search import untrained_copy
+        model = untrained_copy(model, o.seed + 12_345)
     scores, frames = {}, []
     with frozen(model, o.device):
         at = get_site(model, o.site)

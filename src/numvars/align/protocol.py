@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 
 from .. import options
 from ..errors import NumvarsError
-from ..options import help_lines  # noqa: F401  (the CLI reads options' help through here)
+
 from ..runtime import resolve_device
 
 MAPS = ("orthogonal", "linear")
@@ -109,11 +109,16 @@ class FullSwapOptions:
                                "a trigger only with a trigger; a Transformer's stream also says which token "
                                "sits there)")
     positions: str = _opt("all", "all (every non-BOS/EOS/PAD position) or tokens (demo and response tokens)")
+    control: str | None = _opt(None, "untrained: swap in a freshly initialised copy of the model instead")
     device: str = _opt("cpu", "cpu, cuda or auto")
 
     def __post_init__(self):
         options.canonicalize(self)
         _choice("match", self.match, MATCHES)
+        if self.control in ("", "none"):
+            object.__setattr__(self, "control", None)
+        if self.control not in (None, "untrained"):
+            raise NumvarsError(f"unknown control {self.control!r} for a full swap; choose untrained")
         _choice("positions", self.positions, POSITIONS)
         options.check_range("n", self.n, 1, MAX_PAIRS)
         options.check_range("seed", self.seed, 0)

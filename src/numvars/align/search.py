@@ -116,11 +116,14 @@ def parse_variables(program, variable) -> tuple[str, ...]:
 def untrained_copy(model: nn.Module, seed: int) -> nn.Module:
     """The same architecture with fresh weights (every submodule's own reset_parameters)."""
     fresh = copy.deepcopy(model)
+    resettable = [m for m in fresh.modules() if m is not fresh and callable(getattr(m, "reset_parameters", None))]
+    if not resettable:
+        raise NumvarsError(f"control=untrained needs submodules with reset_parameters (nn.Linear, nn.GRU, ...); "
+                           f"{type(model).__name__} has none, so its copy would be the trained model itself")
     with torch.random.fork_rng(devices=[]):         # leave the caller's random stream alone
         torch.manual_seed(seed)
-        for m in fresh.modules():
-            if m is not fresh and callable(getattr(m, "reset_parameters", None)):
-                m.reset_parameters()
+        for m in resettable:
+            m.reset_parameters()
     return fresh
 
 

@@ -27,6 +27,8 @@ class Program:
     # the state key that counts demo tokens, if any: the "target" demo-phase rules continue a
     # demo-phase base until it reaches a target count (see `counterfactual.extra_demos`)
     counter: str | None = None
+    # the variables a network must hold for the program to explain it (default: all; `explain`)
+    core: tuple[str, ...] | None = None
 
     def init(self, batch_size: int) -> State:
         """The state before the first token (BOS, or the first demo token when there is no BOS)."""
@@ -60,6 +62,7 @@ class UpDown(Program):
     name = "up_down"
     variables = ("count", "phase")
     counter = "count"
+    core = ("count",)
 
     def init(self, batch_size):
         return _zeros(batch_size, "count", "phase")
@@ -88,6 +91,7 @@ class UpUp(Program):
     name = "up_up"
     variables = ("demo_count", "resp_count", "phase")
     counter = "demo_count"
+    core = ("demo_count", "resp_count")
 
     def init(self, batch_size):
         return _zeros(batch_size, *self.variables)

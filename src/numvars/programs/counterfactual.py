@@ -204,15 +204,17 @@ def extra_demos(program: Program, rule: str, cf_state: State, base_roles: torch.
 def counterfactuals(program: Program | str, base: Batch | torch.Tensor, source: Batch | torch.Tensor,
                     variables: Sequence[str] | str | None, t: torch.Tensor, u: torch.Tensor, seed: int = 0,
                     max_extra_demo: int = 3, trigger: bool = True, var_index: torch.Tensor | None = None,
-                    max_steps: int | None = None, demo_rule: str = "extra") -> Pairs:
+                    max_steps: int | None = None, demo_rule: str = "extra",
+                    count_range: tuple[int, int] = (1, 20)) -> Pairs:
     """Set `variables` in the base state after position t to the source's values after u and let
-    the program run on. variables=None swaps all of them (the full-state swap)."""
+    the program run on. variables=None swaps all of them (the full-state swap). count_range: the
+    targets demo_rule="random" draws from (the task's min_count..max_count)."""
     program = get_program(program)
     variables = check_variables(program, variables)
     b_roles, s_roles = roles_of(base), roles_of(source)
     _check_pairs(b_roles, s_roles, t, u, var_index, len(variables))
     pairs = from_traces(program, b_roles, s_roles, trace(program, b_roles), trace(program, s_roles), variables,
-                        t, u, seed, max_extra_demo, trigger, var_index, max_steps, demo_rule)
+                        t, u, seed, max_extra_demo, trigger, var_index, max_steps, demo_rule, count_range)
     if isinstance(base, Batch) and isinstance(source, Batch):
         pairs = replace(pairs, base=base.tokens, source=source.tokens)
     return pairs
