@@ -102,3 +102,27 @@ def full_swap_run(run_dir, **opts) -> tuple[dict, Path, bool]:
     io.write_table(out / "pairs.parquet", result.pairs)
     io.write_json(out / "result.json", summary)
     return summary, out, False
+
+
+def align_runs(items: list[tuple]) -> list[tuple[dict, Path, bool]]:
+    """`align_run(run_dir, checkpoint, **opts)` for each (run_dir, checkpoint, opts) item, the ones to
+    compute fitted together by `das_many` (GRUs or LSTMs of one config). Results are saved as
+    `align_run` saves them, so either finds the other's."""
+    from .align import DASRequest, das_many
+
+    out, todo = [None] * len(items), []
+    for i, (run_dir, checkpoint, opts) in enumerate(items):
+        o = DASOptions(**opts)
+        model, task, _, _ = load_run(run_dir, require_trained=checkpoint is None, checkpoint=checkpoint)
+        key = das_key(checkpoint, **opts)
+        rdir, done = _prepare(run_dir, "das", key)
+        if done is not None:
+            out[i] = (done, rdir, True)
+            continue
+        fields = {k: v for k, v in vars(o).items() if k not in ("program", "variable")}
+        todo.append((i, rdir, key, DASRequest(model, task, o.program, o.variable, options=fields)))
+    for (i, rdir, key, _), result in zip(todo, das_many([t[3] for t in todo]) if todo else []):
+        record = {"protocol": stale.current(), "options": key}
+        result.save(rdir, record)
+        out[i] = ({**result.summary(), **record}, rdir, False)
+    return out

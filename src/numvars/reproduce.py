@@ -46,15 +46,20 @@ def work(j: Job) -> dict:
         return {"rows": _oor(Path(p["run_dir"]), p["max_count"], p["per_count"])}
     if j.kind == "das":
         summary, rdir, _ = align_run(p["run_dir"], checkpoint=p.get("checkpoint"), **dict(p["options"]))
-        out = {"summary": summary, "result_dir": str(rdir)}
-        if p.get("keep_pairs"):
-            pairs = pd.read_parquet(rdir / "pairs.parquet")
-            out["pairs"] = pairs[[c for c in PAIR_COLUMNS if c in pairs]].assign(map=summary["map"]).to_dict("records")
-        return out
+        return das_output(j, summary, rdir)
     if j.kind == "fullswap":
         summary, _, _ = full_swap_run(p["run_dir"], **dict(p["options"]))
         return {"summary": summary}
     raise NumvarsError(f"unknown job kind {j.kind!r}")
+
+
+def das_output(j: Job, summary: dict, rdir: Path) -> dict:
+    """A das job's result: its summary, where it lives, and (keep_pairs) the per-pair rows the tables use."""
+    out = {"summary": summary, "result_dir": str(rdir)}
+    if j.get("keep_pairs"):
+        pairs = pd.read_parquet(rdir / "pairs.parquet")
+        out["pairs"] = pairs[[c for c in PAIR_COLUMNS if c in pairs]].assign(map=summary["map"]).to_dict("records")
+    return out
 
 
 def _oor(run_dir: Path, max_count: int, per_count: int) -> list[dict]:
@@ -164,6 +169,9 @@ def _collect(child: Job, r: dict, labels: dict, tables: dict) -> None:
 def run_jobs(preset: Preset, out: Path, device: str = "cpu", threads: int = 1, progress: bool = True,
              jobs: int = 1, engine: str = "local", address: str | None = None) -> dict[str, pd.DataFrame]:
     """Run (or reuse) every job of a preset and return the raw tables."""
+    if device.startswith("cuda"):                      # on a GPU: many small jobs as a few grouped ones
+        from .grouped_jobs import run_grouped
+        return run_grouped(preset, out, device, threads, progress, jobs, engine, address)
     roots = [train_job(spec, preset, out / "runs", device, threads) for spec in grid(preset)]
     results, children = run_graph(roots, work, Expander(preset, device), jobs=jobs, engine=engine, address=address,
                                   threads=threads, progress=progress, desc=f"reproduce {preset.name}")
