@@ -168,8 +168,8 @@ class GroupedRNN(nn.Module):
         """Logits (G, B, L, V) predicting token j+1 of each member's batch from tokens[g, :, :j+1].
         In training mode with `generators`, member g's head-dropout mask is drawn from generators[g]
         with the shape of its own batch, (B, widths[g], 4d): the draw its solo run makes from the
-        global stream (`head.Dropout`). Without generators the group draws one mask from the global
-        stream (fast, but not a member's solo stream)."""
+        global stream (`head.Dropout`). Without generators (or with None for each) the group draws one
+        mask from the global stream: one kernel instead of G, but not a member's solo stream."""
         out = self._fused(self._embed(tokens), self.initial_state(tokens.shape[1]))
         return self._head(out, widths, generators)
 
@@ -206,7 +206,7 @@ class GroupedRNN(nn.Module):
 
     def _dropout_mask(self, z: Tensor, widths, generators) -> Tensor:
         p = self.cfg.head_dropout
-        if generators is None:
+        if generators is None or all(gen is None for gen in generators):
             return torch.rand_like(z) >= p
         g, b, length, n = z.shape
         widths = widths or [length] * g
