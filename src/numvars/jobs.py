@@ -140,11 +140,7 @@ def work(j: Job) -> dict:
         return {"rows": _oor(Path(p["run_dir"]), p["max_count"], p["per_count"])}
     if j.kind == "das":
         summary, rdir, _ = align_run(p["run_dir"], checkpoint=p.get("checkpoint"), **dict(p["options"]))
-        out = {"summary": summary, "result_dir": str(rdir)}
-        if p.get("keep_pairs"):
-            pairs = pd.read_parquet(rdir / "pairs.parquet")
-            out["pairs"] = pairs[[c for c in PAIR_COLUMNS if c in pairs]].assign(map=summary["map"]).to_dict("records")
-        return out
+        return das_output(j, summary, rdir)
     if j.kind == "fullswap":
         summary, rdir, _ = full_swap_run(p["run_dir"], **dict(p["options"]))
         return {"summary": summary, "result_dir": str(rdir)}
@@ -152,6 +148,15 @@ def work(j: Job) -> dict:
         summary, rdir, _ = attention_run(p["run_dir"], **dict(p["options"]))
         return {"summary": summary, "result_dir": str(rdir)}
     raise NumvarsError(f"unknown job kind {j.kind!r}")
+
+
+def das_output(j: Job, summary: dict, rdir: Path) -> dict:
+    """A das job's result: its summary, where it lives, and (keep_pairs) the per-pair rows the tables use."""
+    out = {"summary": summary, "result_dir": str(rdir)}
+    if j.get("keep_pairs"):
+        pairs = pd.read_parquet(rdir / "pairs.parquet")
+        out["pairs"] = pairs[[c for c in PAIR_COLUMNS if c in pairs]].assign(map=summary["map"]).to_dict("records")
+    return out
 
 
 def _oor(run_dir: Path, max_count: int, per_count: int) -> list[dict]:
@@ -163,3 +168,26 @@ def _oor(run_dir: Path, max_count: int, per_count: int) -> list[dict]:
         io.write_table(path, count_table(model, task, max_count, per_count))
     return pd.read_csv(path).to_dict("records")
 
+
+def align_runs(items: list[tuple]) -> list[tuple[dict, Path, bool]]:
+    """`align_run(run_dir, checkpoint, **opts)` for each (run_dir, checkpoint, opts) item, the ones to
+    compute fitted together by `das_many` (GRUs or LSTMs of one config). Results are saved as
+    `align_run` saves them, so either finds the other's."""
+    from .align import DASRequest, das_many
+
+    out, todo = [None] * len(items), []
+    for i, (run_dir, checkpoint, opts) in enumerate(items):
+        o = DASOptions(**opts)
+        model, task, _, _ = load_run(run_dir, require_trained=checkpoint is None, checkpoint=checkpoint)
+        key = das_key(checkpoint, **opts)
+        rdir, done = _prepare(run_dir, "das", key)
+        if done is not None:
+            out[i] = (done, rdir, True)
+            continue
+        fields = {k: v for k, v in vars(o).items() if k not in ("program", "variable")}
+        todo.append((i, rdir, key, DASRequest(model, task, o.program, o.variable, options=fields)))
+    for (i, rdir, key, _), result in zip(todo, das_many([t[3] for t in todo]) if todo else []):
+        record = {"protocol": stale.current(), "options": key}
+        result.save(rdir, record)
+        out[i] = ({**result.summary(), **record}, rdir, False)
+    return out

@@ -130,6 +130,9 @@ def _collect(child: Job, r: dict, labels: dict, tables: dict) -> None:
 def run_jobs(preset: Preset, out: Path, device: str = "cpu", threads: int = 1, progress: bool = True,
              jobs: int = 1, engine: str = "local", address: str | None = None) -> dict[str, pd.DataFrame]:
     """Run (or reuse) every job of a preset and return the raw tables."""
+    if device.startswith("cuda"):                      # on a GPU: many small jobs as a few grouped ones
+        from .grouped_jobs import run_grouped
+        return run_grouped(preset, out, device, threads, progress, jobs, engine, address)
     roots = [train_job(spec, preset, out / "runs", device, threads) for spec in grid(preset)]
     results, children = run_graph(roots, work, Expander(preset, device), jobs=jobs, engine=engine, address=address,
                                   threads=threads, progress=progress, desc=f"reproduce {preset.name}")

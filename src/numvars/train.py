@@ -83,8 +83,7 @@ def train(cfg: RunConfig, progress: bool = True) -> RunResult:
         return RunResult(run_dir, io.read_json(run_dir / "summary.json"), skipped=True)
     device = resolve_device(cfg.placement.device)
     setup_threads(cfg.placement.threads, device)
-    io.ensure_writable_dir(run_dir)
-    (run_dir / "summary.json").unlink(missing_ok=True)     # weights missing or bad: this run is not finished
+    _unfinish(run_dir)
     tc, task = cfg.train, cfg.make_task()
     model = models.build(cfg.model, seed=tc.seed).to(device)
     if tc.inputs == "model" and type(model).forward is torch.nn.Module.forward:
@@ -95,12 +94,9 @@ def train(cfg: RunConfig, progress: bool = True) -> RunResult:
     cuda = device if device.type == "cuda" else None
     info = resume.load(run_dir, model, opt, sched, cuda)
     if info is None:
-        _note_older(cfg, run_dir)
-        io.write_yaml(run_dir / "config.yaml", cfg.sections())
+        _begin(cfg, run_dir)
         info = {"rows": [], "epoch": 0, "elapsed": 0.0}
     rows, epoch = info["rows"], info["epoch"]
-    save_at = checkpoint_epochs(tc.max_epochs)
-    eval_counts = range(cfg.task.min_count, cfg.task.max_count + 1)   # held-out counts included
     batches = Batches(task, tc, device)
     start, last_save = time.perf_counter() - info["elapsed"], time.perf_counter()
     bar = tqdm(total=tc.max_epochs, initial=epoch, disable=not progress, desc=cfg.run_name(), unit="ep", leave=False)
@@ -117,24 +113,45 @@ def train(cfg: RunConfig, progress: bool = True) -> RunResult:
             sched.step()
             losses.append(loss.detach())
         epoch += 1
-        mean_loss = float(torch.stack(losses).mean())
-        if not math.isfinite(mean_loss):
-            _diverged(run_dir, epoch, tc)
-        trials = trial_accuracy(model, task, eval_counts, tc.eval_per_count, device=device)
-        first = criterion_epoch(rows) is None and trials.accuracy >= CRITERION
-        rows.append({"epoch": epoch, "step": epoch * tc.steps_per_epoch, "loss": mean_loss,
-                     "lr": sched.get_last_lr()[0], "trial_accuracy": trials.accuracy, "val_loss": trials.loss,
-                     "seconds": time.perf_counter() - start, "checkpoint": epoch in save_at or first})
-        if rows[-1]["checkpoint"]:
-            io.save_tensors(run_dir / "checkpoints" / f"epoch_{epoch:06d}.safetensors", model.state_dict())
+        end_epoch(run_dir, cfg, task, model, rows, epoch, losses, sched.get_last_lr()[0], start, device)
         if time.perf_counter() - last_save > RESUME_EVERY_S:
             resume.save(run_dir, model, opt, sched, {"rows": rows, "epoch": epoch,
                                                      "elapsed": time.perf_counter() - start}, cuda)
             last_save = time.perf_counter()
         bar.update(1)
-        bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{trials.accuracy:.3f}")
+        bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", acc=f"{rows[-1]['trial_accuracy']:.3f}")
     bar.close()
     return RunResult(run_dir, _finish(run_dir, cfg, model, rows, device))
+
+
+def _unfinish(run_dir: Path) -> None:
+    io.ensure_writable_dir(run_dir)
+    (run_dir / "summary.json").unlink(missing_ok=True)     # weights missing or bad: this run is not finished
+
+
+def _begin(cfg: RunConfig, run_dir: Path) -> None:
+    """A run starting from scratch: note older protocols' runs of it, write config.yaml."""
+    _note_older(cfg, run_dir)
+    io.write_yaml(run_dir / "config.yaml", cfg.sections())
+
+
+def end_epoch(run_dir: Path, cfg: RunConfig, task, model, rows: list[dict], epoch: int, losses: list[torch.Tensor],
+              lr: float, start: float, device) -> None:
+    """Record an epoch just trained: its mean loss (a non-finite one ends the run), the evaluation, the
+    metrics row and, at a checkpoint epoch or the criterion, the weights."""
+    tc = cfg.train
+    mean_loss = float(torch.stack(losses).mean())
+    if not math.isfinite(mean_loss):
+        _diverged(run_dir, epoch, tc)
+    eval_counts = range(cfg.task.min_count, cfg.task.max_count + 1)   # held-out counts included
+    trials = trial_accuracy(model, task, eval_counts, tc.eval_per_count, device=device)
+    first = criterion_epoch(rows) is None and trials.accuracy >= CRITERION
+    rows.append({"epoch": epoch, "step": epoch * tc.steps_per_epoch, "loss": mean_loss, "lr": lr,
+                 "trial_accuracy": trials.accuracy, "val_loss": trials.loss,
+                 "seconds": time.perf_counter() - start,
+                 "checkpoint": epoch in checkpoint_epochs(tc.max_epochs) or first})
+    if rows[-1]["checkpoint"]:
+        io.save_tensors(run_dir / "checkpoints" / f"epoch_{epoch:06d}.safetensors", model.state_dict())
 
 
 class Batches:
@@ -189,17 +206,18 @@ def model_fed(model, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The inputs a model sees when its own greedy predictions replace the true tokens at response
     positions (where the task mask is set): the fixed point of "input = prediction of the step before".
     Causality makes it exact: each pass fixes at least one more response position from the left, and
-    the loop stops as soon as the inputs no longer change (once, for a model that is already right)."""
+    the loop stops as soon as the inputs no longer change (once, for a model that is already right).
+    A group's (G, B, L) batches work the same way."""
     was_training = model.training
     model.eval()                                   # greedy predictions without dropout
     inputs = tokens.clone()
     try:
-        for _ in range(int(mask.sum(1).max()) + 1):
-            pred = model(inputs[:, :-1]).argmax(-1)                # (B, L-1): predicts tokens[:, 1:]
-            fed = torch.where(mask[:, 1:], pred, tokens[:, 1:])
-            if torch.equal(fed, inputs[:, 1:]):
+        for _ in range(int(mask.sum(-1).max()) + 1):
+            pred = model(inputs[..., :-1]).argmax(-1)              # (..., B, L-1): predicts tokens[..., 1:]
+            fed = torch.where(mask[..., 1:], pred, tokens[..., 1:])
+            if torch.equal(fed, inputs[..., 1:]):
                 break
-            inputs[:, 1:] = fed
+            inputs[..., 1:] = fed
     finally:
         model.train(was_training)
     return inputs

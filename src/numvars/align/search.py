@@ -144,45 +144,89 @@ def das(model: nn.Module, task: Task, program="up_down", variable="count", progr
     """Align `variable` (one name, or several as "a,b" in disjoint blocks) of `program` with `model`;
     `opts` are `DASOptions` fields (k, map, seed, site, control, n_train, ...)."""
     started = time.perf_counter()
+    o, program, variables = resolve(program, variable, opts)
+    model = untrained_copy(model, o.seed + 12_345) if o.control == "untrained" else model
+    with frozen(model, o.device):
+        p = prepare(model, task, program, variables, o, counts)
+        if p.fixed:                                         # fixed maps: nothing to fit
+            history, epochs, steps, val_iia = [], 0, 0, validate(p)
+        else:
+            p.align, history, epochs, steps, val_iia = _fit(p.site, p.align, p.masks, p.train, p.val, o, progress)
+        return result(p, task, history, epochs, steps, val_iia, started)
+
+
+@dataclass
+class Prepared:
+    """An alignment ready to fit: options, site, masks, the sampled pairs with cached states, the map."""
+
+    o: DASOptions
+    program: str
+    variables: tuple[str, ...]
+    site: object
+    k: int
+    masks: torch.Tensor
+    sampled: Pairs           # train, validation and test pairs, without states
+    pairs: Pairs             # the same with the site's cached states, on the device
+    kind: str                # orthogonal, linear, random or identity
+    align: nn.Module
+
+    @property
+    def fixed(self) -> bool:
+        return self.o.control in ("random", "identity")
+
+    def _part(self, pairs: Pairs, part: str) -> Pairs:
+        o = self.o
+        bounds = {"train": (0, o.n_train), "val": (o.n_train, o.n_train + o.n_val), "test": (o.n_train + o.n_val, None)}
+        return pairs.select(slice(*bounds[part]))
+
+    train = property(lambda self: self._part(self.pairs, "train"))
+    val = property(lambda self: self._part(self.pairs, "val"))
+    test = property(lambda self: self._part(self.pairs, "test"))
+
+
+def resolve(program, variable, opts: dict) -> tuple[DASOptions, object, tuple[str, ...]]:
+    """(options, program, variable names) of an alignment request, checked."""
     program = get_program(program)
     o = DASOptions(program=program.name, variable=",".join(variable) if not isinstance(variable, str) else variable,
                    **opts)
-    variables = parse_variables(program, o.variable)
-    device = o.device
-    if o.control == "untrained":
-        model = untrained_copy(model, o.seed + 12_345)
-    with frozen(model, device):
-        at = get_site(model, o.site)
-        d = at.size
-        k = d // 2 if o.k is None else o.k
-        masks = block_masks(d, k, len(variables)).to(device)
-        if counts is None and o.pair_counts == "train":
-            counts = task.spec.train_counts
-        sampled = make_pairs(task, program, variables, o.n_train + o.n_val + o.n_test, o.seed, counts,
-                             positions=o.positions, demo_rule=o.demo_rule, max_extra_demo=o.max_extra_demo)
-        pairs = cache(at, sampled.to(device))
-        tr, va, te = slice(0, o.n_train), slice(o.n_train, o.n_train + o.n_val), slice(o.n_train + o.n_val, None)
-        kind = o.control if o.control in ("random", "identity") else o.map
-        align = make_map(kind, d, o.seed).to(device)
-        if o.init == "probe" and kind in ("orthogonal", "linear"):
-            t = pairs.select(tr)
-            set_matrix(align, probe_basis(t.states["base"].cpu(), t.base_value, t.states["source"].cpu(),
-                                          t.source_value, t.var_index.cpu(), len(variables), k))
-        if o.control in ("random", "identity"):             # fixed maps: nothing to fit
-            history, epochs, steps = [], 0, 0
-            val_iia = float(score(at, align, masks, pairs.select(va), free=False).correct.float().mean())
-        else:
-            align, history, epochs, steps, val_iia = _fit(at, align, masks, pairs.select(tr), pairs.select(va), o,
-                                                          progress)
-        test = score(at, align, masks, pairs.select(te))
-    frame = pair_frame(sampled.select(te), test, task.resp_id, task.vocab["EOS"])
+    return o, program, parse_variables(program, o.variable)
+
+
+def prepare(model: nn.Module, task: Task, program, variables, o: DASOptions, counts=None) -> Prepared:
+    """Sample the pairs, cache the site's states and initialise the map (the model must be `frozen`)."""
+    at = get_site(model, o.site)
+    d = at.size
+    k = d // 2 if o.k is None else o.k
+    masks = block_masks(d, k, len(variables)).to(o.device)
+    if counts is None and o.pair_counts == "train":
+        counts = task.spec.train_counts
+    sampled = make_pairs(task, program, variables, o.n_train + o.n_val + o.n_test, o.seed, counts,
+                         positions=o.positions, demo_rule=o.demo_rule, max_extra_demo=o.max_extra_demo)
+    kind = o.control if o.control in ("random", "identity") else o.map
+    p = Prepared(o, program.name, variables, at, k, masks, sampled, cache(at, sampled.to(o.device)), kind,
+                 make_map(kind, d, o.seed).to(o.device))
+    if o.init == "probe" and kind in ("orthogonal", "linear"):      # start where a probe reads the variable
+        t = p.train
+        set_matrix(p.align, probe_basis(t.states["base"].cpu(), t.base_value.cpu(), t.states["source"].cpu(),
+                                        t.source_value.cpu(), t.var_index.cpu(), len(variables), k))
+    return p
+
+
+def validate(p: Prepared) -> float:
+    return float(score(p.site, p.align, p.masks, p.val, free=False).correct.float().mean())
+
+
+def result(p: Prepared, task: Task, history, epochs: int, steps: int, val_iia: float, started: float) -> DASResult:
+    """Score the fitted map on the test pairs (the model still frozen) and collect everything."""
+    test = score(p.site, p.align, p.masks, p.test)
+    frame = pair_frame(p._part(p.sampled, "test"), test, task.resp_id, task.vocab["EOS"])
     with torch.no_grad(), parametrize.cached():
-        matrix = align.matrix.detach().cpu().clone()
+        matrix = p.align.matrix.detach().cpu().clone()
     return DASResult(iia=float(test.correct.float().mean()), iia_free=float(test.correct_free.float().mean()),
-                     token_accuracy=test.token_accuracy, val_iia=val_iia,
-                     variables=variables, program=program.name, k=k, map=kind, site=at.name, control=o.control,
-                     seed=o.seed, epochs=epochs, steps=steps, seconds=round(time.perf_counter() - started, 2), matrix=matrix,
-                     pairs=frame, history=pd.DataFrame(history, columns=["epoch", "loss", "val_loss", "val_iia"]))
+                     token_accuracy=test.token_accuracy, val_iia=val_iia, variables=p.variables, program=p.program,
+                     k=p.k, map=p.kind, site=p.site.name, control=p.o.control, seed=p.o.seed, epochs=epochs,
+                     steps=steps, seconds=round(time.perf_counter() - started, 2), matrix=matrix, pairs=frame,
+                     history=pd.DataFrame(history, columns=["epoch", "loss", "val_loss", "val_iia"]))
 
 
 def das_step(site, align, masks, batch: Pairs, opt: torch.optim.Optimizer, loss_on: str = "scored") -> torch.Tensor:
@@ -198,20 +242,56 @@ def das_step(site, align, masks, batch: Pairs, opt: torch.optim.Optimizer, loss_
     return value.detach()
 
 
-def _fit(site, align, masks, train: Pairs, val: Pairs, o: DASOptions, progress: bool):
-    """Adam on the alignment; keep the map with the best validation IIA. Stop at the target IIA, or on a
+class Best:
+    """Keeps the map with the best validation IIA and says when to stop: at the target IIA, or on a
     plateau: `patience` epochs in which the validation loss fell by less than 1e-3 (IIA moves in steps
     of whole pairs and often stalls while the loss still falls, as in the paper's code)."""
-    opt = torch.optim.Adam(align.parameters(), lr=o.lr)
-    gen = torch.Generator().manual_seed(o.seed)
-    best, best_loss, best_state, stale, history = -1.0, math.inf, copy.deepcopy(align.state_dict()), 0, []
+
+    def __init__(self, align: nn.Module, o: DASOptions):
+        self.align, self.o = align, o
+        self.iia, self.loss, self.stale, self.history = -1.0, math.inf, 0, []
+        self.state = copy.deepcopy(align.state_dict())
+
+    def update(self, epoch: int, losses: list[torch.Tensor], checked, steps: int) -> bool:
+        """Record an epoch's validation scores; True when the fit should stop."""
+        val_iia, o = float(checked.correct.float().mean()), self.o
+        self.history.append((epoch, float(torch.stack(losses).mean()), checked.loss, val_iia))
+        if val_iia > self.iia:
+            self.iia, self.state = val_iia, copy.deepcopy(self.align.state_dict())
+        self.stale = 0 if checked.loss < self.loss - 1e-3 else self.stale + 1
+        self.loss = min(self.loss, checked.loss)
+        return self.iia >= o.target or self.stale >= o.patience or (o.max_steps is not None and steps >= o.max_steps)
+
+    def restore(self) -> nn.Module:
+        self.align.load_state_dict(self.state)
+        return self.align
+
+
+def epoch_budget(train: Pairs, o: DASOptions) -> int:
     per_epoch = math.ceil(len(train) / o.batch_size)
-    epochs = o.max_epochs if o.max_steps is None else math.ceil(o.max_steps / per_epoch)
-    total = o.max_steps or epochs * per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 1.0 if o.schedule == "constant" else 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
-    steps = 0
-    bar = tqdm(range(1, epochs + 1), disable=not progress, desc="DAS", unit="ep", leave=False)
+    return o.max_epochs if o.max_steps is None else math.ceil(o.max_steps / per_epoch)
+
+
+def lr_factor(step: int, train: Pairs, o: DASOptions) -> float:
+    """The learning rate of optimiser step `step` (0-based) over lr: 1 (constant), or a cosine decay
+    to 0 over the whole budget (max_steps, or max_epochs of steps)."""
+    if o.schedule == "constant":
+        return 1.0
+    total = o.max_steps or epoch_budget(train, o) * math.ceil(len(train) / o.batch_size)
+    return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+
+def lr_schedule(opt: torch.optim.Optimizer, train: Pairs, o: DASOptions) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, train, o))
+
+
+def _fit(site, align, masks, train: Pairs, val: Pairs, o: DASOptions, progress: bool):
+    """Adam on the alignment; keep the map with the best validation IIA, stop as `Best` says."""
+    opt = torch.optim.Adam(align.parameters(), lr=o.lr)
+    sched = lr_schedule(opt, train, o)
+    gen = torch.Generator().manual_seed(o.seed)
+    best, steps = Best(align, o), 0
+    bar = tqdm(range(1, epoch_budget(train, o) + 1), disable=not progress, desc="DAS", unit="ep", leave=False)
     for epoch in bar:
         losses = []
         for idx in torch.randperm(len(train), generator=gen).split(o.batch_size):
@@ -220,15 +300,8 @@ def _fit(site, align, masks, train: Pairs, val: Pairs, o: DASOptions, progress: 
             losses.append(das_step(site, align, masks, train.select(idx.to(train.t.device)), opt, o.loss_on))
             sched.step()
             steps += 1
-        checked = score(site, align, masks, val, free=False)
-        val_iia = float(checked.correct.float().mean())
-        history.append((epoch, float(torch.stack(losses).mean()), checked.loss, val_iia))
-        bar.set_postfix(loss=f"{history[-1][1]:.3f}", val_iia=f"{val_iia:.3f}")
-        if val_iia > best:
-            best, best_state = val_iia, copy.deepcopy(align.state_dict())
-        stale = 0 if checked.loss < best_loss - 1e-3 else stale + 1
-        best_loss = min(best_loss, checked.loss)
-        if best >= o.target or stale >= o.patience or (o.max_steps is not None and steps >= o.max_steps):
+        stop = best.update(epoch, losses, score(site, align, masks, val, free=False), steps)
+        bar.set_postfix(loss=f"{best.history[-1][1]:.3f}", val_iia=f"{best.history[-1][3]:.3f}")
+        if stop:
             break
-    align.load_state_dict(best_state)
-    return align, history, epoch, steps, best
+    return best.restore(), best.history, epoch, steps, best.iia

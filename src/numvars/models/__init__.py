@@ -9,10 +9,11 @@ from torch import nn
 from ..errors import NumvarsError
 from ..io import load_tensors, read_yaml
 from .config import ARCHS, ModelConfig
+from .grouped import GroupedRNN
 from .rnn import GRULM, LSTMLM, RecurrentLM, step_states
 from .transformer import TransformerLM
 
-__all__ = ["ARCHS", "ModelConfig", "GRULM", "LSTMLM", "RecurrentLM", "TransformerLM", "build", "load",
+__all__ = ["ARCHS", "ModelConfig", "GRULM", "GroupedRNN", "LSTMLM", "RecurrentLM", "TransformerLM", "build", "load",
            "load_weights", "is_recurrent", "default_site", "step_states"]
 
 _CLASSES = {"gru": GRULM, "lstm": LSTMLM, "transformer": TransformerLM}

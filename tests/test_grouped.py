@@ -1,0 +1,180 @@
+"""Grouped models: a group's member computes, trains and aligns exactly as it would alone."""
+import pandas as pd
+import pytest
+import torch
+
+from numvars import io, models
+from numvars.align import DASRequest, das, das_many
+from numvars.config import from_mapping
+from numvars.errors import NumvarsError
+from numvars.models import GroupedRNN
+from numvars.presets import Preset
+from numvars.tasks import get_task
+from numvars.train import train
+from numvars.train_group import train_group
+
+from conftest import tiny_config
+
+# Learns counts 1..2 within tens of epochs, seeds 0, 1, 2 at different epochs (33, 8, 14 for the GRU),
+# so the group shrinks as its members finish.
+QUICK = dict(task="single_object", max_count=2, holdouts="", d_model=8, max_epochs=60, eval_per_count=2, lr=1e-2,
+             warmup_steps=5)
+TASK = get_task("multi_object")
+SMALL_DAS = dict(n_train=300, n_val=100, n_test=100, batch_size=64, max_epochs=4, patience=2)
+
+
+def build(arch: str, seeds=(0, 1, 2), d_model: int = 8):
+    cfg = from_mapping({"arch": arch, "d_model": d_model}).model
+    return [models.build(cfg, seed=s) for s in seeds]
+
+
+def assert_same_tensors(a: dict, b: dict, atol: float = 0.0):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0), k
+
+
+# --- the grouped model ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ["gru", "lstm"])
+def test_each_members_logits_are_its_solo_models_logits(arch):
+    solo = build(arch)
+    group = GroupedRNN.from_models(solo).eval()
+    tokens = torch.randint(0, 9, (3, 5, 7))                                # each member its own batch
+    state, cont = torch.randn(3, 5, 8), torch.randint(0, 9, (3, 5, 4))
+    logits, continued = group(tokens), group.run_from(state, cont)
+    for i, m in enumerate(solo):
+        m.eval()
+        torch.testing.assert_close(logits[i], m(tokens[i]), atol=1e-6, rtol=0)
+        torch.testing.assert_close(continued[i], m.run_from(state[i], cont[i]), atol=1e-6, rtol=0)
+
+
+def test_each_members_dropout_is_the_draw_its_solo_run_makes_from_the_global_stream():
+    solo = build("gru")
+    group = GroupedRNN.from_models(solo).train()
+    tokens, widths = torch.randint(0, 9, (3, 4, 7)), [7, 5, 6]                # members' own batch widths
+    logits = group(tokens, widths=widths, generators=[torch.Generator().manual_seed(10 + i) for i in range(3)])
+    for i, (m, width) in enumerate(zip(solo, widths)):
+        torch.manual_seed(10 + i)                                          # as train() seeds its run
+        torch.testing.assert_close(logits[i, :, :width], m.train()(tokens[i, :, :width]), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["gru", "lstm"])
+def test_extracted_members_round_trip(arch):
+    solo = build(arch)
+    group = GroupedRNN.from_models(solo)
+    for i, m in enumerate(solo):
+        member = group.member(i)
+        assert type(member) is type(m)
+        assert_same_tensors(member.state_dict(), m.state_dict())
+    smaller = group.select([2, 0])
+    assert_same_tensors(smaller.member(0).state_dict(), solo[2].state_dict())
+    assert_same_tensors(smaller.member(1).state_dict(), solo[0].state_dict())
+
+
+def test_weights_between_members_get_no_gradient():
+    group = GroupedRNN.from_models(build("gru")).train()
+    group(torch.randint(0, 9, (3, 4, 6))).sum().backward()
+    for name, mask in (("weight_ih_l0", group.mask_ih), ("weight_hh_l0", group.mask_hh)):
+        grad = getattr(group.rnn, name).grad
+        assert grad[mask == 0].abs().max() == 0 and grad[mask == 1].abs().max() > 0
+
+
+def test_a_group_holds_one_recurrent_config():
+    with pytest.raises(NumvarsError, match="one config"):
+        GroupedRNN.from_models([*build("gru", (0,)), *build("gru", (1,), d_model=12)])
+    with pytest.raises(NumvarsError, match="GRUs or LSTMs"):
+        GroupedRNN(from_mapping({"arch": "transformer", "d_model": 8}).model, 2)
+
+
+# --- training ------------------------------------------------------------------------------------
+
+def run_files(run_dir) -> set[str]:
+    return {str(p.relative_to(run_dir)) for p in run_dir.rglob("*")}
+
+
+@pytest.mark.parametrize("arch, extra", [("gru", {}), ("lstm", {"inputs": "model", "train_set": 50})])
+def test_a_grouped_member_trains_exactly_as_it_would_alone(tmp_path, arch, extra):
+    options = {**QUICK, "arch": arch, **extra}
+    grouped = train_group([tiny_config(tmp_path / "group", seed=s, **options) for s in (0, 1, 2)], progress=False)
+    epochs = set()
+    for seed, g in zip((0, 1, 2), grouped):
+        alone = train(tiny_config(tmp_path / "alone", seed=seed, **options), progress=False)
+        a, b = alone.run_dir, g.run_dir
+        assert a.name == b.name and run_files(a) == run_files(b)
+        for name in ["model.safetensors", *(f"checkpoints/{p.name}" for p in (a / "checkpoints").iterdir())]:
+            assert_same_tensors(io.load_tensors(b / name), io.load_tensors(a / name), atol=1e-5)
+        ma, mb = (pd.read_parquet(d / "metrics.parquet").drop(columns="seconds") for d in (a, b))
+        pd.testing.assert_frame_equal(ma, mb, check_exact=False, atol=1e-5, rtol=0)
+        sa, sb = (io.read_json(d / "summary.json") for d in (a, b))
+        assert {**sa, "seconds": 0} == {**sb, "seconds": 0}
+        ya, yb = (io.read_yaml(d / "config.yaml") for d in (a, b))
+        assert {**ya, "train": {**ya["train"], "out": ""}} == {**yb, "train": {**yb["train"], "out": ""}}
+        epochs.add(sa["epochs"])
+    assert len(epochs) > 1                               # members finished at different epochs
+
+
+def test_a_group_skips_finished_members_and_holds_runs_that_differ_only_in_seed(tmp_path):
+    first = train(tiny_config(tmp_path, seed=1), progress=False)
+    again = train_group([tiny_config(tmp_path, seed=s) for s in (0, 1)], progress=False)
+    assert [r.skipped for r in again] == [False, True] and again[1].summary == first.summary
+    with pytest.raises(NumvarsError, match="only in seed"):
+        train_group([tiny_config(tmp_path, seed=0), tiny_config(tmp_path, seed=1, lr=1e-2)])
+    with pytest.raises(NumvarsError, match="GRUs and LSTMs"):
+        train_group([tiny_config(tmp_path, arch="transformer")])
+
+
+# --- alignment -----------------------------------------------------------------------------------
+
+def test_batched_das_equals_separate_das_runs():
+    m0, m1 = build("gru", (0, 1), d_model=12)
+    requests = [DASRequest(m0, TASK, "up_down", "count", options={**SMALL_DAS, "seed": 0}),
+                DASRequest(m1, TASK, "up_down", "count", options={**SMALL_DAS, "seed": 1, "n_train": 200}),
+                DASRequest(m0, TASK, "up_up", "demo_count", options={**SMALL_DAS, "seed": 2, "max_epochs": 2}),
+                DASRequest(m1, TASK, "up_down", "count", options={**SMALL_DAS, "seed": 3, "control": "untrained"}),
+                DASRequest(m1, TASK, "up_down", "count", options={**SMALL_DAS, "seed": 3, "control": "random"})]
+    batched = das_many(requests)
+    for r, b in zip(requests, batched):
+        a = das(r.model, r.task, r.program, r.variable, **r.options)
+        assert (a.iia, a.iia_free, a.val_iia, a.epochs, a.steps, a.map, a.variables) == \
+            (b.iia, b.iia_free, b.val_iia, b.epochs, b.steps, b.map, b.variables)
+        torch.testing.assert_close(b.matrix, a.matrix, atol=2e-3, rtol=0)   # Adam magnifies rounding a little
+        pd.testing.assert_frame_equal(a.pairs, b.pairs)                     # every per-pair verdict
+        pd.testing.assert_frame_equal(a.history, b.history, check_exact=False, atol=1e-4, rtol=0)
+
+
+def test_batched_das_takes_recurrent_models_of_one_config():
+    m0, = build("gru", (0,))
+    other, = build("lstm", (0,))
+    with pytest.raises(NumvarsError, match="one config"):
+        das_many([DASRequest(m0, TASK, options=SMALL_DAS), DASRequest(other, TASK, options=SMALL_DAS)])
+    with pytest.raises(NumvarsError, match="site 'state'"):
+        das_many([DASRequest(m0, TASK, options={**SMALL_DAS, "site": "resid.1"})])
+
+
+# --- reproduce on a GPU --------------------------------------------------------------------------
+
+MINI = Preset(name="mini", seeds=(0, 1), archs=("gru", "lstm"), tasks=("single_object",), d_model=8, sizes=(8,),
+              size_seeds=(0,), control_seeds=(0,), controls=("untrained", "random"),
+              dynamics=(("gru", "single_object"),),
+              train={"max_count": 2, "holdouts": "", "max_epochs": 60, "eval_per_count": 2, "lr": 1e-2,
+                     "warmup_steps": 5},
+              das={"n_train": 100, "n_val": 50, "n_test": 50, "max_epochs": 2, "patience": 1, "batch_size": 50},
+              dynamics_das={"n_train": 60, "n_val": 30, "n_test": 30, "max_epochs": 1, "patience": 1,
+                            "batch_size": 30},
+              fullswap_n=50, oor_max=4, oor_per_count=2)
+
+
+def test_grouped_jobs_write_what_the_per_job_path_finds_and_the_same_tables(tmp_path):
+    from numvars.grouped_jobs import group_training, run_grouped
+    from numvars.presets import grid
+    from numvars.reproduce import run_jobs, train_job
+
+    roots = [train_job(spec, MINI, tmp_path / "runs", "cpu", 1) for spec in grid(MINI)]
+    assert sorted(j.kind for j in group_training(roots)) == ["train", "train_group", "train_group"]
+    grouped = run_grouped(MINI, tmp_path, "cpu", progress=False)
+    per_job = run_jobs(MINI, tmp_path, "cpu", progress=False)        # finds every result on disk
+    assert grouped.keys() == per_job.keys()
+    for name in grouped:
+        pd.testing.assert_frame_equal(grouped[name], per_job[name])
+    assert set(grouped["iia"]["control"]) == {"none", "untrained", "random"} and len(grouped["dynamics"])
