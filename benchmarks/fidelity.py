@@ -5,7 +5,8 @@
 
 GRU and LSTM at d = 20 on Multi- and Single-Object, each factor changed alone from the paper's text
 (stop at the criterion; fresh samples; teacher forcing; lr 1e-3; orthogonal DAS with k = d/2, 10k
-pairs, positions anywhere but BOS/EOS/PAD, 0–3 extra demo tokens, loss on the scored tokens), then
+pairs, positions anywhere but BOS/EOS/PAD, 0–3 extra demo tokens, loss on the scored tokens; the
+map fitted as numvars fits it by default: started from a probe's subspace, 6 epochs), then
 combinations; Same-Object for the chosen protocol; transformers' full swap under its own factors.
 Every job is a numvars job (train / das / fullswap) run by the same engine as `numvars reproduce`,
 cached in --out, so a rerun reuses everything and only rewrites the document.
@@ -41,7 +42,11 @@ FACTORS = {
     "demo phase continues to a random count (authors' code)": ({}, {"demo_rule": "random"}),
     "DAS loss on every continuation token": ({}, {"loss_on": "all"}),
     "pairs without the held-out counts": ({}, {"pair_counts": "train"}),
-    "DAS 20,000 steps at batch 128": ({}, {"max_steps": 20_000, "batch_size": 128, "max_epochs": 100_000}),
+    "DAS as in the authors' code: 20,000 steps at batch 128, lr 1e-3": (
+        {}, {"max_steps": 20_000, "batch_size": 128, "max_epochs": 100_000, "lr": 1e-3, "schedule": "constant",
+             "init": "random", "patience": 13}),
+    "classic DAS: random start, lr 3e-3, 50 epochs": (
+        {}, {"init": "random", "lr": 3e-3, "schedule": "constant", "max_epochs": 50}),
     "k = 15 of 20": ({}, {"k": 15}),
 }
 COMBINED = {

@@ -130,3 +130,24 @@ def summing_transformer(task: Task, big: float = 10.0):
         last.bias[:] = -1e6
         last.bias[task.resp_id], last.bias[task.vocab["EOS"]] = -1e4 * (10.0 + threshold), 0.0
     return model.eval()
+
+
+class UpUpCounter(LineCounter):
+    """State = Q·[demo_count, resp_count, phase, 0, ...]: two separate counters, +1 per demo token and
+    +1 per response; EOS once the responses have caught up."""
+
+    def step(self, tokens, state):
+        z = self._unrotate(state).clone()
+        z[:, 0] += self.demo[tokens].float()
+        z[:, 1] += (tokens == self.resp).float()
+        z[:, 2] = torch.where((tokens == self.trig) | (tokens == self.resp), torch.ones_like(z[:, 2]), z[:, 2])
+        z = torch.where((tokens == self.bos)[:, None], torch.zeros_like(z), z)
+        return z @ self.q.T
+
+    def readout(self, state):
+        z = self._unrotate(state)
+        left = z[:, 0] - z[:, 1]
+        logits = torch.full((len(state), self.vocab_size), -10.0)
+        logits[:, self.resp] = 10.0 * (left - 0.5)
+        logits[:, self.eos] = 10.0 * (0.5 - left)
+        return logits

@@ -99,7 +99,7 @@ def test_a_run_trained_by_an_older_protocol_is_retrained_and_said_so(tmp_path, c
     import numvars
     from test_cli import TINY_ARGS
     code, first, _ = run_cli(capsys, "train", "--quiet", f"out={tmp_path}", *TINY_ARGS)
-    monkeypatch.setattr(numvars, "PROTOCOL", numvars.PROTOCOL + 1)
+    monkeypatch.setattr(numvars, "TRAIN_PROTOCOL", numvars.TRAIN_PROTOCOL + 1)
     code, second, err = run_cli(capsys, "train", "--quiet", f"out={tmp_path}", *TINY_ARGS)
     assert code == 0 and second.startswith("trained: ") and first.split()[1] != second.split()[1]
     assert "ignoring 1 result(s) computed by an older numvars" in err

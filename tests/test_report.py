@@ -27,7 +27,7 @@ from conftest import tiny_config
 
 ARCHS, TASKS = ("gru", "lstm", "transformer"), ("multi_object", "single_object", "same_object")
 PAPER = report.PAPER_FIG2
-N_FIGURES = len(figures.TITLES)
+N_FIGURES = len(analysis.FIGURES)
 
 
 def _run(arch, task, seed, d=20, variant="default", ok=True, run_dir=None):
@@ -175,7 +175,7 @@ def test_analyze_writes_every_table_and_figure(results):
     assert list(figs["status"]) == ["ok"] * N_FIGURES, figs[["name", "reason"]]
     assert all((root / f).stat().st_size > 5000 for f in figs["file"])
     captions = json.loads((root / "figures" / "captions.json").read_text())
-    assert set(captions) == set(figures.TITLES) and all(c.endswith(".") for c in captions.values())
+    assert set(captions) == set(analysis.FIGURES) and all(c.endswith(".") for c in captions.values())
     assert set(out["pca"]["arch"]) == {"gru", "lstm"}                 # both recurrent runs loaded
 
 

@@ -120,7 +120,7 @@ class RunConfig:
         return {key: getattr(getattr(self, section), name) for key, (section, name) in KEYS.items()}
 
     def run_id(self) -> str:
-        keys = {**{k: v for k, v in self.flat().items() if k not in UNHASHED}, "protocol": stale.current()}
+        keys = {**{k: v for k, v in self.flat().items() if k not in UNHASHED}, "protocol": stale.current("train")}
         return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:10]
 
     def run_name(self) -> str:
@@ -129,7 +129,7 @@ class RunConfig:
     def sections(self) -> dict:
         """The resolved config as written to config.yaml."""
         task = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.task).items()}
-        return {"run_id": self.run_id(), "protocol": stale.current(), "task": task, "model": asdict(self.model),
+        return {"run_id": self.run_id(), "protocol": stale.current("train"), "task": task, "model": asdict(self.model),
                 "train": {**asdict(self.train), **asdict(self.placement)}}
 
     @classmethod

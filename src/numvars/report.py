@@ -72,7 +72,7 @@ def _analysis(root: Path) -> dict[str, pd.DataFrame]:
     inputs = [*(root / "tables").glob("*.csv"), root / "meta.json"]
     newest_input = max((p.stat().st_mtime for p in inputs if p.is_file()), default=0.0)
     if all(p.is_file() for p in outputs) and min(p.stat().st_mtime for p in outputs) >= newest_input:
-        return {name: io.readh.table(root / "analysis" / f"{name}.parquet") for name in analysis.OUTPUTS}
+        return {name: io.read_table(root / "analysis" / f"{name}.parquet") for name in analysis.OUTPUTS}
     return analysis.analyze(root)
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 _told: set[str] = set()
 
 
-def current() -> int:
-    """The protocol version now (read each time, so that it has one source: `numvars.PROTOCOL`)."""
+def current(kind: str = "align") -> int:
+    """The protocol version now of trained runs ("train") or of the jobs on them ("align"); read each
+    time, so that it has one source: `numvars.TRAIN_PROTOCOL` and `numvars.PROTOCOL`."""
     import numvars
-    return numvars.PROTOCOL
+    return numvars.TRAIN_PROTOCOL if kind == "train" else numvars.PROTOCOL
 
 
 def note(message: str) -> None:
@@ -20,7 +21,7 @@ def note(message: str) -> None:
         print(f"numvars: note: {message}", file=sys.stderr)
 
 
-def report(folder: Path, pattern: str, record: str, same) -> int:
+def report(folder: Path, pattern: str, record: str, same, kind: str = "align") -> int:
     """Note the results in `folder` matching `pattern` whose `record` file (JSON or YAML) has another
     protocol and satisfies `same(record_dict)`; returns how many."""
     from . import io
@@ -34,11 +35,11 @@ def report(folder: Path, pattern: str, record: str, same) -> int:
             data = io.read_yaml(file) if record.endswith(".yaml") else io.read_json(file)
         except Exception:          # an unreadable old record is not ours to judge here
             continue
-        if data.get("protocol", 1) != current() and same(data):
+        if data.get("protocol", 1) != current(kind) and same(data):
             old.append(path)
     if old:
         note(f"ignoring {len(old)} result(s) computed by an older numvars (protocol "
-             f"{', '.join(sorted({str(_protocol(p, record)) for p in old}))}; now {current()}) in {folder}; "
+             f"{', '.join(sorted({str(_protocol(p, record)) for p in old}))}; now {current(kind)}) in {folder}; "
              f"recomputing. Delete them to free space, e.g. {old[0]}")
     return len(old)
 

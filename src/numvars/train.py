@@ -233,7 +233,7 @@ def _note_older(cfg: RunConfig, run_dir: Path) -> None:
             {k: v for k, v in mine["train"].items() if k not in UNHASHED}
 
     stale.report(run_dir.parent, f"{cfg.task.name}-{cfg.model.arch}-d{cfg.model.d_model}-s{cfg.seed}-*",
-                 "config.yaml", same)
+                 "config.yaml", same, kind="train")
 
 
 def _diverged(run_dir: Path, epoch: int, tc) -> None:
@@ -255,7 +255,7 @@ def _finish(run_dir: Path, cfg: RunConfig, model, rows: list[dict], device) -> d
                "criterion_epoch": first, "epochs": last["epoch"], "steps": last["step"],
                "trial_accuracy": last["trial_accuracy"],
                "seconds": round(last["seconds"], 2), "device": str(device), "threads": cfg.placement.threads,
-               "torch": torch.__version__, "protocol": stale.current()}
+               "torch": torch.__version__, "protocol": stale.current("train")}
     io.write_json(run_dir / "summary.json", summary)   # written last: its presence means "finished"
     resume.remove(run_dir)
     return summary

@@ -24,7 +24,8 @@ from ..errors import NumvarsError
 from ..programs import get_program, make_pairs
 from ..tasks import Task
 from .protocol import MAPS
-from .maps import make_map
+from .maps import make_map, set_matrix
+from .probe import probe_basis
 from .search import parse_variables
 from .sites import cache, frozen, get_site
 
@@ -67,8 +68,8 @@ class _Direction:
 def align_models(model_a: nn.Module, model_b: nn.Module, task: Task, program="up_down", variable: str = "count",
                  k: int | None = None, map: str = "orthogonal", seed: int = 0, n_train: int = 5000,
                  n_val: int = 500, n_test: int = 1000, batch_size: int = 512, lr: float = 3e-3,
-                 max_epochs: int = 30, patience: int = 6, within: bool = True, device: str = "cpu",
-                 progress: bool = False) -> CrossResult:
+                 max_epochs: int = 30, patience: int = 6, within: bool = True, init: str = "probe",
+                 device: str = "cpu", progress: bool = False) -> CrossResult:
     """Learn one map per model so that each model's aligned subspace can stand in for the other's."""
     started = time.perf_counter()
     program = get_program(program)
@@ -84,6 +85,13 @@ def align_models(model_a: nn.Module, model_b: nn.Module, task: Task, program="up
         maps = nn.ModuleDict({m: make_map(map, sites[m].size, seed + i).to(device) for i, m in enumerate("ab")})
         sampled = make_pairs(task, program, var, n_train + n_val + n_test, seed)
         pairs = {m: cache(sites[m], sampled.to(device)) for m in "ab"}
+        if init == "probe":            # each map starts where a probe reads the variable in its own model
+            for m in "ab":
+                t = pairs[m].select(slice(0, n_train))
+                set_matrix(maps[m], probe_basis(t.states["base"].cpu(), t.base_value.cpu(), t.states["source"].cpu(),
+                                                t.source_value.cpu(), t.var_index.cpu(), 1, k))
+        elif init != "random":
+            raise NumvarsError(f"unknown init {init!r}; choose probe or random")
         names = [("a", "b"), ("b", "a")] + ([("a", "a"), ("b", "b")] if within else [])
         dirs = [_Direction(f"{t}<-{s}", sites[t], pairs[t], maps[t], pairs[s], maps[s]) for t, s in names]
         tr, va, te = (torch.arange(0, n_train), torch.arange(n_train, n_train + n_val),
@@ -94,7 +102,8 @@ def align_models(model_a: nn.Module, model_b: nn.Module, task: Task, program="up
     frames = [info.assign(direction=name, correct=ok.numpy()) for name, ok in verdicts.items()]
     frame = pd.concat(frames, ignore_index=True)
     iia = {name: float(ok.float().mean()) for name, ok in verdicts.items()}
-    nontrivial = {name: float(ok[~torch.as_tensor(info["trivial"].to_numpy())].float().mean())
+    trivial = torch.tensor(info["trivial"].to_numpy().copy())
+    nontrivial = {name: float(ok[~trivial].float().mean())
                   for name, ok in verdicts.items()}
     return CrossResult(iia, nontrivial, k, map, program.name, var, epochs, round(time.perf_counter() - started, 2),
                        frame)

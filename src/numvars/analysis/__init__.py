@@ -24,6 +24,8 @@ from .tables import (RAW, TASKS, default_alignment, dropped_table, dynamics_tabl
 __all__ = ["OUTPUTS", "RAW", "TASKS", "analyze", "load_results", "mean_ci", "pearson", "summarize", "where",
            "default_alignment"]
 
+FIGURES = ("iia", "size_sweep", "dynamics", "gradience_heatmap", "gradience_diff", "oor", "pca", "attention",
+           "phase_pairs", "signed_error")
 OUTPUTS = ("runs", "dropped", "iia_table", "fullswap", "headline", "variants", "size_sweep", "size_points",
            "dynamics_runs", "dynamics_pooled", "gradience_grid", "gradience_diff", "phase_pairs", "signed_error",
            "oor", "pca", "figures")
@@ -61,6 +63,7 @@ def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
         "phase_pairs": lambda: F.fig_phase_pairs(out["phase_pairs"][out["phase_pairs"]["map"] == first]),
         "signed_error": lambda: F.fig_signed_error(out["signed_error"][out["signed_error"]["map"] == first]),
     }
+    assert tuple(makers) == FIGURES
     out["figures"] = pd.DataFrame([draw(root / "figures", name, make) for name, make in makers.items()])
     out["pca"] = inspect.pca_table(pca)
     for name in OUTPUTS:

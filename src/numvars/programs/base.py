@@ -158,6 +158,7 @@ def load_program(spec: str) -> Program:
     if not (isinstance(cls, type) and issubclass(cls, Program)):
         raise NumvarsError(f"{file} has no Program subclass {cls_name!r}; subclass numvars.programs.Program")
     program = cls()
+    program._spec = spec                        # how jobs name it, so that worker processes can load it too
     if not program.variables and cls.predict is Program.predict:
         raise NumvarsError(f"{cls_name} must define predict (and init, step); see docs/tutorial.md")
     return program

@@ -1,0 +1,85 @@
+"""`explain` on trained run directories: the same alignments as jobs, cached in each run's align/ folder,
+run by the engine (in parallel with --jobs), then one explanation over all the runs given (several
+runs of one condition pool into IIA means and run-and-pair bootstrap intervals)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .. import io
+from ..align.sites import get_site
+from ..engine import job, run_graph
+from ..errors import NumvarsError
+from ..jobs import load_run, work
+from ..models import default_site
+from . import ExplainOptions, Explanation, requests, summarize, verdict
+
+
+def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True, **opts) -> tuple[Explanation, Path]:
+    """Explain one or several trained runs (of one condition); writes explain.json and explain.html."""
+    from .page import render
+
+    o = ExplainOptions(**opts)
+    run_dirs = [Path(r) for r in run_dirs]
+    if not run_dirs:
+        raise NumvarsError("give at least one run directory to explain")
+    loaded = [load_run(r) for r in run_dirs]
+    model, task, cfg, _ = loaded[0]
+    for r, (_, other, _, _) in zip(run_dirs[1:], loaded[1:]):
+        if other.spec != task.spec:
+            raise NumvarsError(f"{r} was trained on another task than {run_dirs[0]}; explain runs of one condition")
+    out = Path(out) if out else run_dirs[0] / "explain"
+    io.ensure_writable_dir(out)
+    programs = o.programs()
+    sites = o.sites(model)
+    d = get_site(model, sites[0]).size
+    todo = requests(o, programs, sites, d)
+    site = default_site(model) if default_site(model) in sites else sites[0]
+    roots = []
+    for r in run_dirs:
+        roots += [job("das", run_dir=str(r), options=tuple(sorted(q.items())), keep_pairs=False) for q in todo]
+        if any(not p.variables for p in programs.values()):
+            for control in (None, "untrained"):
+                swap = {"site": site, "match": "role", "seed": o.seed, "device": o.device,
+                        **({"control": control} if control else {})}
+                roots.append(job("fullswap", run_dir=str(r), options=tuple(sorted(swap.items()))))
+        if o.attention and hasattr(model, "blocks"):
+            roots.append(job("attention", run_dir=str(r), options=(("device", o.device), ("seed", o.seed))))
+    results, _ = run_graph(roots, work, lambda j, res: [], jobs=jobs, progress=progress, desc="explain")
+    rows, frames = [], []
+    for j in roots:
+        if j.kind == "das":
+            s, rdir = results[j]["summary"], Path(results[j]["result_dir"])
+            rows.append({**dict(j.get("options")), "program": s["program"], "iia": s["iia"], "val_iia": s["val_iia"]})
+            frames.append(pd.read_parquet(rdir / "pairs.parquet"))
+    table, pair_frames = summarize(rows, frames)
+    swap, attention = _pooled(roots, results)
+    explanation = verdict(table, pair_frames, swap, attention, programs, o)
+    doc = {**explanation.to_json(), "runs": [str(r) for r in run_dirs], "arch": cfg.model.arch,
+           "task": cfg.task.name, "d_model": cfg.model.d_model}
+    io.write_json(out / "explain.json", json.loads(json.dumps(doc, default=str)))
+    render(explanation, out, title=f"{cfg.model.arch} on {cfg.task.name}, d = {cfg.model.d_model}, "
+                                   f"{len(run_dirs)} run(s)")
+    return explanation, out
+
+
+def _pooled(roots, results) -> tuple[dict | None, dict | None]:
+    swaps = [(dict(j.get("options")).get("control"), results[j]["summary"]) for j in roots if j.kind == "fullswap"]
+    swap = None
+    if swaps:
+        on = [s for c, s in swaps if c is None]
+        off = [s for c, s in swaps if c == "untrained"]
+        swap = {"site": on[0]["site"], "iia": float(pd.Series([s["iia"] for s in on]).mean()),
+                "untrained": float(pd.Series([s["iia"] for s in off]).mean()),
+                "iia_by_program": {p: float(pd.Series([s["iia_by_program"][p] for s in on]).mean())
+                                   for p in on[0]["iia_by_program"]}}
+    tests = [results[j]["summary"] for j in roots if j.kind == "attention"]
+    attention = None
+    if tests:
+        attention = {"accuracy": {e: float(pd.Series([t["accuracy"][e] for t in tests]).mean())
+                                  for e in tests[0]["accuracy"]},
+                     "base_accuracy": float(pd.Series([t["base_accuracy"] for t in tests]).mean()),
+                     "layers": tests[0]["layers"], "n": sum(t["n"] for t in tests)}
+    return swap, attention
