@@ -94,7 +94,7 @@ def _ray():
     except ImportError:
         if os.environ.get("NUMVARS_REQUIRE_RAY"):
             pytest.fail("NUMVARS_REQUIRE_RAY is set but Ray is not installed")
-        pytest.skip("Ray is not installed (pip install 'numvars[ray]' to run this check)")
+        pytest.skip("Ray is not installed (the numvars[ray] extra runs this check)")
     return ray
 
 
