@@ -8,4 +8,9 @@ TINY_PRESET = Preset(
     train={"max_count": 5, "holdouts": "", "max_epochs": 150},
     das={"n_train": 300, "n_val": 100, "n_test": 100, "max_epochs": 3, "patience": 2},
     dynamics_das={"n_train": 200, "n_val": 50, "n_test": 50, "max_epochs": 2, "patience": 1},
-    fullswap_n=100, oor_max=8, oor_per_count=3)
+    fullswap_n=100, oor_max=8, oor_per_count=3,
+    explain={"ks": "d/2", "maps": "orthogonal", "site": "default", "variables": "core", "n_train": 300, "n_val": 100,
+             "n_test": 100},
+    cross=((("gru", "single_object", 0), ("gru", "single_object", 1)),
+           (("gru", "single_object", 0), ("transformer", "single_object", 0))),
+    cross_options={"n_train": 300, "n_val": 100, "n_test": 100, "max_epochs": 3})

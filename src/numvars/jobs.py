@@ -147,6 +147,9 @@ def work(j: Job) -> dict:
     if j.kind == "attention":
         summary, rdir, _ = attention_run(p["run_dir"], **dict(p["options"]))
         return {"summary": summary, "result_dir": str(rdir)}
+    if j.kind == "cross":
+        summary, rdir, _ = cross_run(p["run_a"], p["run_b"], **dict(p["options"]))
+        return {"summary": summary, "result_dir": str(rdir)}
     raise NumvarsError(f"unknown job kind {j.kind!r}")
 
 
@@ -191,3 +194,27 @@ def align_runs(items: list[tuple]) -> list[tuple[dict, Path, bool]]:
         result.save(rdir, record)
         out[i] = ({**result.summary(), **record}, rdir, False)
     return out
+
+
+CROSS_KEYS = {"program": str, "variable": str, "k": int, "map": str, "seed": int, "n_train": int, "n_val": int,
+              "n_test": int, "max_epochs": int, "within": bool, "init": str, "device": str}
+
+
+def cross_run(run_a, run_b, progress: bool = False, **opts) -> tuple[dict, Path, bool]:
+    """Cross-model alignment of two trained runs (one condition's task), cached under RUN_A/align/."""
+    from .align.cross import align_models
+
+    model_a, task_a, _, _ = load_run(run_a)
+    model_b, task_b, _, _ = load_run(run_b)
+    if task_a.spec != task_b.spec:
+        raise NumvarsError(f"{run_a} and {run_b} were trained on different tasks; align models of one task")
+    key = {"other": str(Path(run_b).resolve()), **{k: v for k, v in opts.items() if k != "device"}}
+    out, done = _prepare(run_a, "cross", key)
+    if done is not None:
+        return done, out, True
+    result = align_models(model_a, model_b, task_a, progress=progress, **opts)
+    summary = {**result.summary(), "run_a": str(run_a), "run_b": str(run_b), "protocol": stale.current(),
+               "options": key}
+    io.write_table(out / "pairs.parquet", result.pairs)
+    io.write_json(out / "result.json", summary)
+    return summary, out, False

@@ -27,15 +27,23 @@ class Preset:
     fullswap_n: int = 1000
     oor_max: int = 30
     oor_per_count: int = 15
+    explain: dict | None = None                             # ExplainOptions for each main model (None: no explain)
+    explain_seeds: tuple[int, ...] = (0,)
+    cross: tuple = ()                                       # ((arch, task, seed), (arch, task, seed)) model pairs
+    cross_options: dict = field(default_factory=dict)       # align_models options (n_train, k, map, ...)
 
 
 PRESETS = {
     "quick": Preset(
         name="quick", seeds=(0, 1), sizes=(16, 20, 32, 48), size_seeds=(0,),
         train={"max_epochs": 600},
-        das={"n_train": 3000, "n_val": 500, "n_test": 500, "max_epochs": 20, "patience": 5},
-        dynamics_das={"n_train": 2000, "n_val": 300, "n_test": 500, "max_epochs": 10, "patience": 3},
-        fullswap_n=500, oor_per_count=10),
+        das={"n_train": 3000, "n_val": 500, "n_test": 500},
+        dynamics_das={"n_train": 2000, "n_val": 300, "n_test": 500},
+        fullswap_n=500, oor_per_count=10,
+        explain={"ks": "d/2", "maps": "orthogonal", "site": "default", "variables": "core",
+                 "n_train": 3000, "n_val": 500, "n_test": 500},
+        cross=((("gru", "multi_object", 0), ("gru", "multi_object", 1)),
+               (("gru", "multi_object", 0), ("transformer", "multi_object", 0)))),
     "paper": Preset(
         name="paper", seeds=(0, 1, 2, 3, 4, 5), size_seeds=(0, 1, 2, 3, 4, 5), control_seeds=(0, 1, 2, 3, 4, 5),
         variants=(("npe", "transformer", "multi_object", (("pos", "none"),)),
@@ -47,8 +55,12 @@ PRESETS = {
                    (("bos", False), ("trigger", False), ("n_layers", 1), ("pos", "none")))),
         dynamics=(("gru", "multi_object"), ("lstm", "multi_object"), ("transformer", "multi_object")),
         train={"max_epochs": 4000},
-        das={"max_epochs": 60, "patience": 8},
-        dynamics_das={"n_train": 5000, "max_epochs": 30, "patience": 5}),
+        maps=("orthogonal", "linear"),
+        dynamics_das={"n_train": 5000},
+        explain={},
+        cross=((("gru", "multi_object", 0), ("gru", "multi_object", 1)),
+               (("lstm", "multi_object", 0), ("gru", "multi_object", 0)),
+               (("gru", "multi_object", 0), ("transformer", "multi_object", 0)))),
 }
 
 

@@ -61,8 +61,9 @@ def render(results_dir) -> Path:
     root = Path(results_dir)
     _, meta = analysis.load_results(root)            # validates the results directory
     tables = _analysis(root)
-    body = "\n".join([_header(root, meta), _what_ran(meta, tables), _headline(tables["headline"]),
-                      _variants(tables["variants"]), _analyses(root, tables)])
+    body = "\n".join([_header(root, meta), _what_ran(meta, tables), _protocol(meta), _headline(tables["headline"]),
+                      _variants(tables["variants"]), _explained(tables["explain"], tables["cross"]),
+                      _analyses(root, tables)])
     return io.write_text(root / "report.html", h.page("numvars reproduction report", body))
 
 
@@ -149,6 +150,35 @@ def _headline(headline: pd.DataFrame) -> str:
             f"“{h.e(VERDICTS['mismatch'])}”; “—” where we have no number. Paper values are read off its Figure 2 "
             f"and are approximate; the paper does not say which alignment map its figure used.</p>"
             f"{h.table(rows, raw=True, head=head)}<p class='sub'>{h.e(summary)}</p></section>")
+
+
+def _protocol(meta: dict) -> str:
+    """Which protocol produced these numbers: the preset's training and alignment options."""
+    config = meta.get("config", {})
+    keys = {"training (beyond the defaults)": config.get("train", {}), "alignment (beyond the defaults)":
+            config.get("das", {}), "alignment maps": config.get("maps", []), "full swap": config.get("fullswap", {})}
+    return ("<section id='protocol'><h2>Protocol</h2><p>The numbers below come from these settings; everything "
+            "not listed is numvars's default (see docs/protocol.md in numvars, and docs/fidelity.md for the "
+            f"measured effect of each choice).</p>{h.kv({k: v for k, v in keys.items()})}</section>")
+
+
+def _explained(explain: pd.DataFrame, cross: pd.DataFrame) -> str:
+    if explain.empty and cross.empty:
+        return ""
+    rows = [[h.e(r.arch), h.e(r.task), int(r.seed), f"<b>{h.e(r.best)}</b>",
+             f"<a href='{h.e(r.page)}'>explain page</a>"] for r in explain.itertuples()]
+    part = ("<h3>Which program does each model run?</h3><p><code>numvars explain</code> on each model: every "
+            "program's core variables beside their controls, the full swap and (Transformers) the attention test, "
+            "ranked by the rule its page states; each page has the evidence.</p>"
+            + h.table(rows, ["arch", "task", "seed", "verdict", "details"], raw=True)) if len(explain) else ""
+    crows = [[h.e(r.model_a), h.e(r.model_b), h.e(r.direction.replace("<-", " ← ")), h.num(r.iia),
+              h.num(r.iia_nontrivial), int(r.k)] for r in cross.itertuples()]
+    cpart = ("<h3>Cross-model alignment</h3><p>One map per model, learned so that B's aligned count can stand in "
+             "for A's (a ← b: B's count put into A). Models that hold the count the same way align well; a model "
+             "that keeps no cumulative count (a Transformer re-reading its context) does not.</p>"
+             + h.table(crows, ["model A", "model B", "direction", "IIA", "non-trivial", "k"], raw=True)) \
+        if len(cross) else ""
+    return f"<section id='beyond'><h2>Beyond the paper</h2>{part}{cpart}</section>"
 
 
 def _variants(table: pd.DataFrame) -> str:

@@ -139,6 +139,34 @@ def run_jobs(preset: Preset, out: Path, device: str = "cpu", threads: int = 1, p
     return assemble(roots, results, children)
 
 
+def beyond(preset: Preset, out: Path, runs: pd.DataFrame, device: str, jobs: int, progress: bool) \
+        -> dict[str, pd.DataFrame]:
+    """After the grid: `explain` on each main model of the explain seeds (its page under the run), and the
+    cross-model alignments of the preset's model pairs. Both reuse every finished job."""
+    from .explain.runs import explain_runs
+
+    done = runs[runs["reached_criterion"].astype(bool) & (runs["variant"] == "default")
+                & (runs["d_model"] == preset.d_model)]
+    explained = []
+    if preset.explain is not None:
+        for r in done[done["seed"].isin(preset.explain_seeds)].itertuples():
+            x, page = explain_runs([r.run_dir], jobs=jobs, progress=False, device=device, **preset.explain)
+            explained.append({"run_name": r.run_name, "arch": r.arch, "task": r.task, "d_model": r.d_model,
+                              "seed": r.seed, "best": x.best, "verdict": x.text,
+                              "page": str((page / "explain.html").relative_to(out))})
+    where = {(r.arch, r.task, r.seed): r.run_dir for r in done.itertuples()}
+    pairs = [(a, b) for a, b in preset.cross if a in where and b in where]
+    opts = tuple(sorted({"device": device, "seed": 0, **preset.cross_options}.items()))
+    roots = [job("cross", run_a=where[a], run_b=where[b], options=opts) for a, b in pairs]
+    results, _ = run_graph(roots, work, lambda j, r: [], jobs=jobs, progress=progress, desc="align models")
+    cross = [{"model_a": "-".join(map(str, a)), "model_b": "-".join(map(str, b)), "direction": d, "iia": v,
+              "iia_nontrivial": results[j]["summary"]["iia_nontrivial"][d], "k": results[j]["summary"]["k"]}
+             for (a, b), j in zip(pairs, roots) for d, v in results[j]["summary"]["iia"].items()]
+    return {"explain": pd.DataFrame(explained, columns=["run_name", "arch", "task", "d_model", "seed", "best",
+                                                        "verdict", "page"]),
+            "cross": pd.DataFrame(cross, columns=["model_a", "model_b", "direction", "iia", "iia_nontrivial", "k"])}
+
+
 def environment(device: str, threads: int, jobs: int, engine: str) -> dict:
     return {"versions": {"numvars": __version__, "torch": torch.__version__, "python": platform.python_version(),
                          "pandas": pd.__version__},
@@ -171,6 +199,7 @@ def reproduce(preset: str | Preset = "quick", out=None, device: str = "auto", th
     jobs = default_jobs() if jobs is None else jobs
     started = time.time()
     tables = run_jobs(p, out, dev, threads, progress, jobs, engine, address)
+    tables.update(beyond(p, out, tables["runs"], dev, jobs, progress))
     for name, df in tables.items():
         io.write_table(out / "tables" / f"{name}.csv", df)
     io.write_json(out / "meta.json", {

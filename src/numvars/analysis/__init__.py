@@ -28,7 +28,7 @@ FIGURES = ("iia", "size_sweep", "dynamics", "gradience_heatmap", "gradience_diff
            "phase_pairs", "signed_error")
 OUTPUTS = ("runs", "dropped", "iia_table", "fullswap", "headline", "variants", "size_sweep", "size_points",
            "dynamics_runs", "dynamics_pooled", "gradience_grid", "gradience_diff", "phase_pairs", "signed_error",
-           "oor", "pca", "figures")
+           "oor", "pca", "explain", "cross", "figures")
 
 
 def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
@@ -50,6 +50,7 @@ def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
     out["signed_error"] = signed_error_table(t["pairs"], d_model)
     first = (maps_of(t["pairs"]) or ["orthogonal"])[0]
     out["oor"] = oor_table(t["oor"], d_model)
+    out["explain"], out["cross"] = t["explain"], t["cross"]
     pca = inspect.pca_inputs(root, t["runs"], d_model)
     makers = {
         "iia": lambda: F.fig_iia(_main_alignments(out["iia_table"], d_model), d_model),

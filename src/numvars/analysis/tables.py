@@ -27,6 +27,11 @@ RAW = {
     "pairs": ("run_name", "arch", "task", "variant", "d_model", "seed", "map", "base_value", "source_value",
               "abs_diff", "correct", "phase_t", "phase_u", "trivial", "signed_error"),
 }
+# Tables of the analyses beyond the paper; results folders written before them simply have none.
+OPTIONAL = {
+    "explain": ("run_name", "arch", "task", "d_model", "seed", "best", "verdict", "page"),
+    "cross": ("model_a", "model_b", "direction", "iia", "iia_nontrivial", "k"),
+}
 TASKS = tuple(VARIANTS)
 
 # ---------------------------------------------------------------------------------------------
@@ -44,8 +49,11 @@ def load_results(results_dir) -> tuple[dict[str, pd.DataFrame], dict]:
         raise NumvarsError(f"results directory {root} does not exist; run `numvars reproduce` first or pass "
                            "the directory it wrote")
     tables = {}
-    for name, columns in RAW.items():
+    for name, columns in {**RAW, **OPTIONAL}.items():
         path = root / "tables" / f"{name}.csv"
+        if not path.is_file() and name in OPTIONAL:
+            tables[name] = pd.DataFrame(columns=columns)
+            continue
         if not path.is_file():
             raise NumvarsError(f"table {path} is missing; rerun `numvars reproduce` to write {root}/tables/")
         try:
@@ -67,7 +75,8 @@ def load_results(results_dir) -> tuple[dict[str, pd.DataFrame], dict]:
 def keep_trained(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     runs = tables["runs"]
     kept = set(runs.loc[runs["reached_criterion"], "run_name"])
-    return {name: df[df["run_name"].isin(kept)].reset_index(drop=True) for name, df in tables.items()}
+    return {name: df[df["run_name"].isin(kept)].reset_index(drop=True) if "run_name" in df else df
+            for name, df in tables.items()}
 
 
 def where(df: pd.DataFrame, **equal) -> pd.DataFrame:

@@ -32,8 +32,10 @@ BUILT_IN = "up_down,up_up,ctx_distributed"
 @dataclass(frozen=True)
 class ExplainOptions:
     program: str = opt(BUILT_IN, "programs to test, comma-separated; your own as path/to/file.py:ClassName")
-    site: str | None = opt(None, "sites, comma-separated (default: the model's default site; every resid.L of a "
-                                 "Transformer)")
+    site: str | None = opt(None, "sites, comma-separated; default: every site the model names (every resid.L of "
+                                 "a Transformer), else state; 'default' for the model's default site only")
+    variables: str = opt("all", "all variables of each program, or core (those its verdict needs: Up-Down's count, "
+                                "Up-Up's two counts)")
     ks: str = opt("1,2,d/4,d/2", "subspace sizes to sweep (integers, or d/N of the state size d)")
     maps: str = opt("orthogonal,linear", "alignment maps to try")
     n_train: int = opt(10_000, "training pairs per alignment")
@@ -48,6 +50,8 @@ class ExplainOptions:
     def __post_init__(self):
         options.canonicalize(self)
         options.check_range("accept", self.accept, 0.0, 1.0)
+        if self.variables not in ("all", "core"):
+            raise NumvarsError(f"variables={self.variables!r}: choose all or core")
         options.check_range("margin", self.margin, 0.0, 1.0)
         for name in ("n_train", "n_val", "n_test"):
             options.check_range(name, getattr(self, name), 1)
@@ -74,13 +78,15 @@ class ExplainOptions:
         return sorted(set(ks))
 
     def sites(self, model) -> list[str]:
+        if self.site == "default":
+            return [default_site(model)]
         if self.site:
             return [s.strip() for s in self.site.split(",")]
         return list(getattr(model, "site_names", ())) or [default_site(model)]
 
     def das_options(self) -> dict:
         return {"n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test, "seed": self.seed,
-                "device": self.device, "init": "probe"}
+                "device": self.device}
 
 
 @dataclass
@@ -117,19 +123,23 @@ def _ev(e) -> dict:
                                                                  for m, c in e.k_curve.items()}}
 
 
-def requests(o: ExplainOptions, programs: dict, sites: list[str], d: int) -> list[dict]:
-    """Every alignment to run: the k × map sweep per (program, variable, site), and its controls at k = d/2."""
+def requests(o: ExplainOptions, programs: dict, sites: list[str], d: int, default: str) -> list[dict]:
+    """Every alignment to run: the k × map sweep per (program, variable, site), and its controls at k = d/2.
+    Options at their defaults are left out (the default site, k = d/2, the orthogonal map), so that these
+    requests share job keys, and so cached results, with the same alignments asked for elsewhere."""
     out = []
     for name, program in programs.items():
-        for variable in program.variables:
+        names = program.variables if o.variables == "all" else (program.core or program.variables)
+        for variable in names:
             for site in sites:
-                base = {"program": getattr(program, "_spec", name), "variable": variable,
-                        "site": site, **o.das_options()}
-                for map_ in o.maps.split(","):
+                base = {"program": getattr(program, "_spec", name), "variable": variable, **o.das_options(),
+                        **({} if site == default else {"site": site})}
+                for map_ in (m.strip() for m in o.maps.split(",")):
+                    kind = {} if map_ == "orthogonal" else {"map": map_}
                     for k in o.k_values(d):
-                        out.append({**base, "map": map_.strip(), "k": k})
-                    out.append({**base, "map": map_.strip(), "k": d // 2, "control": "untrained"})
-                out.append({**base, "k": d // 2, "control": "random"})
+                        out.append({**base, **kind, **({} if k == d // 2 else {"k": k})})
+                    out.append({**base, **kind, "control": "untrained"})
+                out.append({**base, "control": "random"})
     return out
 
 
@@ -149,7 +159,7 @@ def bootstrap(correct: list[np.ndarray], n: int = 2000, seed: int = 0) -> tuple[
 
 def summarize(rows: list[dict], frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, dict]:
     """Per alignment (over runs): mean IIA, interval, non-trivial IIA, validation IIA; and each
-    alignment's pooled per-pair frame."""
+    alignment's pooled per-pair frame. Rows name their actual site, map and k (from the results)."""
     df = pd.DataFrame(rows).assign(frame=range(len(rows)))
     keys = ["program", "variable", "site", "map", "k", "control"]
     df["control"] = df["control"].fillna("none")
@@ -187,12 +197,13 @@ def explain(model, task, progress: bool = True, **opts) -> Explanation:
     d = get_site(model, sites[0]).size
     rows, frames = [], []
     resettable = any(callable(getattr(m, "reset_parameters", None)) for m in model.modules() if m is not model)
-    todo = [r for r in requests(o, programs, sites, d) if resettable or r.get("control") != "untrained"]
+    todo = [r for r in requests(o, programs, sites, d, default_site(model))
+            if resettable or r.get("control") != "untrained"]
     for r in tqdm(todo, desc="explain", unit="alignment", disable=not progress):
         program = next((p for n, p in programs.items() if r["program"] in (n, getattr(p, "_spec", None))))
         result = das(model, task, program, **{k: v for k, v in r.items() if k != "program"})
-        r = {**r, "program": program.name}
-        rows.append({**r, "iia": result.iia, "val_iia": result.val_iia})
+        rows.append({"program": result.program, "variable": r["variable"], "site": result.site, "map": result.map,
+                     "k": result.k, "control": result.control, "iia": result.iia, "val_iia": result.val_iia})
         frames.append(result.pairs)
     swap = None
     if any(not p.variables for p in programs.values()):

@@ -35,7 +35,7 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
     programs = o.programs()
     sites = o.sites(model)
     d = get_site(model, sites[0]).size
-    todo = requests(o, programs, sites, d)
+    todo = requests(o, programs, sites, d, default_site(model))
     site = default_site(model) if default_site(model) in sites else sites[0]
     roots = []
     for r in run_dirs:
@@ -52,7 +52,8 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
     for j in roots:
         if j.kind == "das":
             s, rdir = results[j]["summary"], Path(results[j]["result_dir"])
-            rows.append({**dict(j.get("options")), "program": s["program"], "iia": s["iia"], "val_iia": s["val_iia"]})
+            rows.append({"program": s["program"], "variable": ",".join(s["variables"]), "site": s["site"],
+                         "map": s["map"], "k": s["k"], "control": s["control"], "iia": s["iia"], "val_iia": s["val_iia"]})
             frames.append(pd.read_parquet(rdir / "pairs.parquet"))
     table, pair_frames = summarize(rows, frames)
     swap, attention = _pooled(roots, results)
