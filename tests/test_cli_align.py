@@ -103,3 +103,41 @@ def test_a_run_trained_by_an_older_protocol_is_retrained_and_said_so(tmp_path, c
     code, second, err = run_cli(capsys, "train", "--quiet", f"out={tmp_path}", *TINY_ARGS)
     assert code == 0 and second.startswith("trained: ") and first.split()[1] != second.split()[1]
     assert "ignoring 1 result(s) computed by an older numvars" in err
+
+
+def test_explain_prints_a_ranked_verdict_and_writes_its_page(trained, capsys, tmp_path):
+    out = tmp_path / "explain"
+    code, text, err = run_cli(capsys, "explain", trained[0], "ks=d/2", "maps=orthogonal", "site=default",
+                              "n_train=300", "n_val=100", "n_test=100", "--out", out, "--quiet")
+    assert code == 0, err
+    assert text.startswith("verdict: ") and "  1. " in text and "  3. " in text
+    doc = json.loads((out / "explain.json").read_text())
+    assert doc["best"] in ("up_down", "up_up", "ctx_distributed", "none") and len(doc["ranking"]) == 3
+    assert {a["control"] for a in doc["alignments"]} == {"none", "untrained", "random"}
+    page = (out / "explain.html").read_text()
+    assert "Decision rule" in page and page.count("<img") >= 2
+    code, again, _ = run_cli(capsys, "explain", trained[0], "ks=d/2", "maps=orthogonal", "site=default",
+                             "n_train=300", "n_val=100", "n_test=100", "--out", out, "--quiet")
+    assert again == text                                  # every alignment reused from the cache, same verdict
+
+
+def test_explain_of_runs_on_different_tasks_is_refused(trained, capsys, tmp_path):
+    code, _, err = run_cli(capsys, "explain", trained[0], trained[1], "--quiet")
+    assert code == 2 and ("another task" in err or "never reached" in err)
+
+
+def test_align_models_reports_every_direction(trained, capsys, tmp_path):
+    other = train(from_mapping({"task": "single_object", "d_model": 12, "max_count": 5, "holdouts": "", "seed": 1,
+                                "out": str(trained[0].parent)}), progress=False).run_dir
+    code, text, err = run_cli(capsys, "align-models", trained[0], other, "n_train=300", "n_val=100", "n_test=100",
+                              "max_epochs=2", "--quiet")
+    assert code == 0, err
+    for direction in ("B's count into A", "A's count into B", "A's count into A", "B's count into B"):
+        assert direction in text
+    code, _, err = run_cli(capsys, "align-models", trained[0], other, "colour=red", "--quiet")
+    assert_one_line_error(code, err, "unknown align-models key")
+
+
+def test_the_attention_test_needs_a_transformer(trained, capsys):
+    code, _, err = run_cli(capsys, "attention", trained[0], "n=50")
+    assert_one_line_error(code, err, "needs a Transformer")

@@ -31,7 +31,7 @@ def _print_table(df, title: str | None = None) -> None:
 
 
 def cmd_train(args) -> None:
-    from ... import io
+    from .. import io
     from ..config import RunConfig, from_mapping
     from ..train import train
 
@@ -55,7 +55,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from ... import io
+    from .. import io
     from ..evaluate import count_table
     from ..jobs import load_run
 

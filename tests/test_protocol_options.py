@@ -1,0 +1,115 @@
+"""Every protocol option changes what it says it changes (a test that fails if the option is ignored),
+and a bad value is a one-line error."""
+import pytest
+import torch
+
+from handbuilt import LineCounter, summing_transformer
+from numvars import align, programs as P
+from numvars.errors import NumvarsError
+from numvars.tasks import BOS, DEMO, EOS, RESP, TRIGGER, get_task
+
+from test_cli import assert_one_line_error, run_cli, tiny_args
+
+TASK = get_task("multi_object")
+FEW = dict(n_train=600, n_val=200, n_test=300)
+
+
+def test_positions_tokens_never_swaps_at_the_trigger():
+    everywhere = align.das(LineCounter(TASK), TASK, k=1, seed=0, **FEW).pairs
+    tokens = align.das(LineCounter(TASK), TASK, k=1, seed=0, positions="tokens", **FEW).pairs
+    assert (everywhere["role_t"] == "TRIGGER").any() and (everywhere["role_u"] == "TRIGGER").any()
+    assert set(tokens["role_t"]) | set(tokens["role_u"]) <= {"DEMO", "RESP"}
+
+
+def test_pair_counts_train_leaves_out_the_held_out_counts():
+    result = align.das(LineCounter(TASK), TASK, k=1, seed=0, pair_counts="train", **FEW).pairs
+    assert not set(result["base_count"]) & set(TASK.spec.holdouts)
+    assert not set(result["source_count"]) & set(TASK.spec.holdouts)
+    every = align.das(LineCounter(TASK), TASK, k=1, seed=0, **FEW).pairs
+    assert set(every["base_count"]) & set(TASK.spec.holdouts)
+
+
+def _demo_phase_pairs(rule):
+    base = torch.tensor([[BOS] + [DEMO] * 6 + [TRIGGER] + [RESP] * 6 + [EOS]]).expand(300, -1)   # BOS D×6 T R×6 EOS
+    source = base.clone()
+    t, u = torch.full((300,), 2), torch.full((300,), 4)        # base count 2 (demo phase) gets the source's 4
+    return P.counterfactuals("up_down", base, source, "count", t, u, seed=1, demo_rule=rule, count_range=(1, 20))
+
+
+def test_demo_rules_continue_a_demo_phase_base_differently():
+    extra, target, random = (_demo_phase_pairs(r) for r in ("extra", "target", "random"))
+    n_demo = lambda cf: (cf.cont_roles == DEMO).sum(1)                                     # noqa: E731
+    assert set(n_demo(extra).tolist()) == {0, 1, 2, 3}            # 0–3 more demo tokens
+    assert set(n_demo(target).tolist()) == {2}                    # until the swapped 4 reaches the base's 6
+    assert set(n_demo(random).tolist()) > {0, 1, 2, 3} and n_demo(random).max() <= 16   # up to a random count
+    assert ((target.cont_roles == RESP).sum(1) == 6).all()        # then the target count of responses
+    with pytest.raises(NumvarsError, match="unknown demo_rule"):
+        _demo_phase_pairs("sometimes")
+
+
+def test_loss_on_all_tokens_trains_on_the_forced_ones_too():
+    scored = align.das(LineCounter(TASK), TASK, k=1, seed=0, max_epochs=2, **FEW)
+    every = align.das(LineCounter(TASK), TASK, k=1, seed=0, max_epochs=2, loss_on="all", **FEW)
+    assert not scored.history["loss"].equals(every.history["loss"])
+
+
+def test_max_steps_and_batch_size_set_the_number_of_steps():
+    result = align.das(LineCounter(TASK), TASK, k=1, seed=0, max_steps=7, batch_size=128, patience=99, init="random",
+                       target=1.0, **FEW)
+    assert result.steps == 7 and result.epochs == 2                 # 600 pairs at 128: 5 steps, then 2 more
+
+
+def test_a_probe_start_begins_where_the_count_lies_and_a_random_start_must_search():
+    probe = align.das(LineCounter(TASK), TASK, k=1, seed=0, n_train=2000, n_val=300, n_test=500)
+    random = align.das(LineCounter(TASK), TASK, k=1, seed=0, n_train=2000, n_val=300, n_test=500, init="random")
+    assert probe.history["val_iia"].iloc[0] >= 0.99 > random.history["val_iia"].iloc[0]
+    assert probe.steps < random.steps
+    slow = align.das(LineCounter(TASK), TASK, k=1, seed=0, n_train=2000, n_val=300, n_test=500, init="random",
+                     lr=3e-3, schedule="constant", max_epochs=30)
+    assert slow.iia < 0.5                  # the classic fit from a random start does not find it in 30 epochs
+
+
+def test_the_schedule_and_map_set_the_learning_rate_defaults():
+    orthogonal, linear = align.DASOptions(), align.DASOptions(map="linear")
+    assert (orthogonal.lr, orthogonal.schedule, orthogonal.max_epochs) == (5e-2, "cosine", 6)
+    assert (linear.lr, linear.schedule, linear.max_epochs) == (3e-3, "constant", 50)
+    assert align.DASOptions(lr=1e-3).key() == {"lr": 1e-3} and align.DASOptions().key() == {}
+
+
+def test_full_swaps_matched_by_role_or_over_tokens_only_spare_the_trigger():
+    model = summing_transformer(TASK)
+    by_phase = align.full_swap(model, TASK, n=300)
+    by_role = align.full_swap(model, TASK, n=300, match="role")
+    tokens = align.full_swap(model, TASK, n=300, positions="tokens")
+    assert by_phase.iia < 1.0 and by_role.iia == 1.0 and tokens.iia == 1.0
+    untrained = align.full_swap(model, TASK, n=300, match="role", control="untrained")
+    assert untrained.iia < 0.2
+
+
+@pytest.mark.parametrize("args, words", [
+    (["positions=some"], ["unknown positions"]), (["pair_counts=odd"], ["unknown pair_counts"]),
+    (["demo_rule=later"], ["unknown demo_rule"]), (["loss_on=every"], ["unknown loss_on"]),
+    (["init=zeros"], ["unknown init"]), (["schedule=step"], ["unknown schedule"]),
+    (["max_steps=0"], ["max_steps=0"]), (["lr=-1"], ["lr=-1"]), (["max_extra_demo=-1"], ["max_extra_demo"]),
+])
+def test_bad_alignment_options_are_one_line_errors(tiny_run, capsys, args, words):
+    code, _, err = run_cli(capsys, "align", tiny_run.run_dir, *args, "--quiet")
+    assert_one_line_error(code, err, *words)
+
+
+@pytest.mark.parametrize("args, words", [(["match=token"], ["unknown match"]), (["control=random"], ["control"]),
+                                         (["positions=x"], ["unknown positions"])])
+def test_bad_full_swap_options_are_one_line_errors(tiny_run, capsys, args, words):
+    code, _, err = run_cli(capsys, "fullswap", tiny_run.run_dir, *args)
+    assert_one_line_error(code, err, *words)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["extra_epochs=-1"], ["extra_epochs"]), (["plateau=-2"], ["plateau"]), (["train_set=-5"], ["train_set"]),
+    (["inputs=oracle"], ["unknown inputs"]), (["arch=transformer", "layer_dropout=1.5"], ["layer_dropout"]),
+    (["layer_dropout=0.1"], ["layer_dropout is for the Transformer"]),
+])
+def test_bad_training_options_are_one_line_errors(tmp_path, capsys, args, words):
+    code, _, err = run_cli(capsys, "train", "--quiet", f"out={tmp_path}", *tiny_args(*args))
+    assert_one_line_error(code, err, *words)
+    assert list(tmp_path.iterdir()) == []
