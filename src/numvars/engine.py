@@ -47,6 +47,18 @@ def default_jobs() -> int:
 def _init_worker(threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """On Linux, a worker gets SIGTERM when the process that started it dies, however it died (a plain
+    `kill` included), so no orphaned worker keeps computing; elsewhere this does nothing."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)     # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def run_graph(roots: Iterable[Job], work: Callable[[Job], Any], expand: Callable[[Job, Any], list[Job]],

@@ -5,9 +5,10 @@ reaches `accept` IIA on non-trivial test pairs AND beats the better of its contr
 an untrained copy; a fixed random rotation) by at least `margin`. A program with variables *fits*
 when every one of its core variables is found (its `core`, by default all of them; Up-Down's is
 count, Up-Up's demo_count and resp_count: phase is bookkeeping). Context-Distributed, which stores
-nothing, fits when the full-state swap leaves at least `accept` of continuations as the program says
-and beats the untrained copy's full swap by `margin`; the attention test, where it ran, is reported
-beside it as positive evidence. Fitting programs are ranked first — more separately stored
+nothing, fits when the full-state swap beats the untrained copy's by `margin` and either leaves at
+least `accept` of continuations as the program says, or the attention test (positive evidence of
+re-reading the context) moves the EOS by exactly one position in at least `accept` of trials for
+both edits. Fitting programs are ranked first — more separately stored
 variables first (Up-Up's two counts are a finer description than their difference, Up-Down's
 count), then by mean IIA; then the others by mean IIA. No fitting program: "no program fits".
 """
@@ -109,7 +110,9 @@ def judge(table: pd.DataFrame, swap: dict | None, attention: dict | None, progra
 
 def _distributed(name: str, swap: dict, attention: dict | None, rule: Rule) -> ProgramVerdict:
     iia, untrained = swap["iia"], swap.get("untrained", float("nan"))
-    fits = bool(iia >= rule.accept and iia - _z(untrained) >= rule.margin)
+    beats = iia - _z(untrained) >= rule.margin
+    moved = attention is not None and min(attention["accuracy"].values()) >= rule.accept
+    fits = bool(beats and (iia >= rule.accept or moved))
     extra = ""
     if attention:
         acc = attention["accuracy"]
