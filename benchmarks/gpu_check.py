@@ -226,7 +226,7 @@ def project(train_rows: list[dict], das_rows: list[dict], eval_row: dict) -> dic
     total = {"grouped": {"train_s": 0.0, "eval_s": 0.0, "das_s": 0.0}, "per_job": {"train_s": 0.0, "eval_s": 0.0,
                                                                                    "das_s": 0.0}}
     for (arch, task, variant, d), specs in families.items():
-        slow = 3.0 if arch == "transformer" else 1.0            # PERFORMANCE.md: Transformer steps 2-3x a GRU's
+        slow = 3.0 if arch == "transformer" else 1.0            # a Transformer step costs 2-3x a GRU's (train_speed.py)
         steps = min(costs.criterion_epoch(arch, task), p.train.get("max_epochs", 2000)) * 8
         group_ms = float(np.interp(len(specs), [r["G"] for r in groups], [r["ms"] for r in groups])) if groups else \
             solo_ms * len(specs)

@@ -7,7 +7,7 @@
 Step timings: one Adam step (forward, backward, update) of a d=20 model at batch 128 on freshly
 sampled sequences, timed alone (the batch is sampled beforehand; sampling is timed separately).
 Each number is the median over many repeats, with the 25th-75th percentile range, because these
-machines have bursts of 10-100x slowness (PERFORMANCE.md). CPU runs use one torch thread unless
+machines have bursts of 10-100x slowness. CPU runs use one torch thread unless
 --threads says otherwise; CUDA is timed too when a GPU is visible.
 
 Time to criterion: `numvars.train.train` with the default settings (the paper's), run directories

@@ -14,7 +14,7 @@ from .models import ARCHS
 from .tasks import VARIANTS
 
 TASKS = tuple(VARIANTS)
-TRAIN_MAX_COUNT = 20
+TRAIN_MAX_COUNT = 20          # the paper's training range ends here; a preset's own max_count overrides it
 IIA_LABEL = "IIA (fraction of pairs)"
 COLORS = {"gru": "#1f77b4", "lstm": "#2ca02c", "transformer": "#d62728"}
 
@@ -190,7 +190,7 @@ def fig_gradience_diff(diff: pd.DataFrame):
                  "one line per hidden size.")
 
 
-def fig_oor(table: pd.DataFrame, d_model: int):
+def fig_oor(table: pd.DataFrame, d_model: int, train_max: int = TRAIN_MAX_COUNT):
     if table.empty:
         raise Skip(f"no out-of-range accuracy rows at d_model={d_model}, variant default")
     tasks = [x for x in (*TASKS, *sorted(set(table["task"]) - set(TASKS))) if x in set(table["task"])]
@@ -199,7 +199,7 @@ def fig_oor(table: pd.DataFrame, d_model: int):
         for arch, g in table[table["task"] == task].groupby("arch"):
             ax.plot(g["count"], g["mean"], marker=".", color=COLORS.get(arch, "0.3"), label=arch)
             ax.fill_between(g["count"], g["ci_low"], g["ci_high"], color=COLORS.get(arch, "0.3"), alpha=0.15)
-        ax.axvline(TRAIN_MAX_COUNT, color="k", ls="--", lw=1, label=f"training range ends ({TRAIN_MAX_COUNT})")
+        ax.axvline(train_max, color="k", ls="--", lw=1, label=f"training range ends ({train_max})")
         ax.set_title(task)
         ax.set_xlabel("count (tokens)")
         ax.set_ylabel("trial accuracy (fraction of trials)")
@@ -207,7 +207,7 @@ def fig_oor(table: pd.DataFrame, d_model: int):
     axes[0][0].legend(fontsize=8)
     top = int(table["count"].max())
     return fig, (f"Trial accuracy for target counts 1–{top} (d = {d_model}, mean over seeds with its interval as a "
-                 f"band); counts right of the dashed line lie beyond the training range 1–{TRAIN_MAX_COUNT}.")
+                 f"band); counts right of the dashed line lie beyond the training range 1–{train_max}.")
 
 
 def fig_pca(found: list):

@@ -1,4 +1,4 @@
-"""On a GPU, reproduce's many small jobs run as a few grouped ones (PERFORMANCE.md).
+"""On a GPU, reproduce's many small jobs run as a few grouped ones.
 
 Training runs of a GRU or LSTM that differ only in seed become one `train_group` job
 (`train_group.train_group`), and the alignments that follow a finished run or group are bundled into

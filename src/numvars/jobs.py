@@ -208,7 +208,7 @@ def cross_run(run_a, run_b, progress: bool = False, **opts) -> tuple[dict, Path,
     model_b, task_b, _, _ = load_run(run_b)
     if task_a.spec != task_b.spec:
         raise NumvarsError(f"{run_a} and {run_b} were trained on different tasks; align models of one task")
-    key = {"other": str(Path(run_b).resolve()), **{k: v for k, v in opts.items() if k != "device"}}
+    key = {"other": Path(run_b).name, **{k: v for k, v in opts.items() if k != "device"}}   # run B by its run id
     out, done = _prepare(run_a, "cross", key)
     if done is not None:
         return done, out, True

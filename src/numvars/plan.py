@@ -79,12 +79,13 @@ class Costs:
         return epochs * self.arch(arch)["epoch_s"] * max(1.0, (d_model / 20) ** 1.5)
 
     def das(self, arch: str, opts: dict) -> float:
-        n_train = opts.get("n_train", 10_000)
-        batch = opts.get("batch_size", 512)
-        steps = opts.get("max_steps") or math.ceil(n_train / batch) * min(opts.get("max_epochs", 50),
-                                                                          self.t["das_typical_epochs"])
-        per_step = self.arch(arch)["das_step_s"] * batch / 512
-        return steps * per_step + (opts.get("n_val", 1000) + 2 * opts.get("n_test", 1000)) * per_step / 512 * 4
+        from .align import DASOptions
+        o = DASOptions(**{k: v for k, v in opts.items() if k != "device"})
+        epochs = o.max_epochs if o.schedule == "cosine" else min(o.max_epochs, self.t["das_typical_epochs"])
+        steps = o.max_steps or math.ceil(o.n_train / o.batch_size) * epochs
+        per_step = self.arch(arch)["das_step_s"] * o.batch_size / 512
+        scoring = (epochs * o.n_val + 2 * o.n_test) * self.arch(arch)["das_step_s"] / 512 * 2   # forward passes only
+        return steps * per_step + scoring
 
     def job(self, j: Job, arch: str, task: str, preset: Preset, d_model: int) -> float:
         measured = self.measured.get((j.kind, arch, task))
@@ -142,12 +143,37 @@ def plan(preset: Preset, out: Path, workers: int, device: str = "cpu", threads: 
             cost = 0.0 if done else costs.job(child, spec.arch, spec.task, preset, spec.d_model)
             rows.append((child.kind, done, cost))
             tasks.append((cost, index))
+        for cost in _beyond_costs(preset, spec, costs):           # explain and cross-model, after the grid
+            rows.append(("explain" if cost[0] == "explain" else "cross", False, cost[1]))
+            tasks.append((cost[1], index))
     frame = pd.DataFrame(rows, columns=["kind", "done", "seconds"])
     counts = frame.groupby("kind", sort=False).agg(jobs=("done", "size"), done=("done", "sum"),
                                                   seconds=("seconds", "sum")).reset_index()
     counts["to_run"] = counts["jobs"] - counts["done"]
     return Plan(counts[["kind", "jobs", "done", "to_run", "seconds"]], _simulate(tasks, workers), workers,
                 costs.source)
+
+
+def _beyond_costs(preset: Preset, spec, costs: Costs) -> list[tuple[str, float]]:
+    """Rough costs of the explain alignments (those the grid does not share) and of the cross-model maps of a
+    main run: each as one DAS of its architecture (a cross-model map fits four directions)."""
+    if spec.d_model != preset.d_model or spec.variant != "default":
+        return []
+    out = []
+    if preset.explain is not None and spec.seed in preset.explain_seeds:
+        from .explain import ExplainOptions
+        o = ExplainOptions(**preset.explain)
+        n_vars = sum(len(p.core or p.variables) if o.variables == "core" else len(p.variables)
+                     for p in o.programs().values())
+        sites = 1 if o.site == "default" or spec.arch != "transformer" else 3
+        per_var = len(o.maps.split(",")) * (len(o.k_values(spec.d_model)) + 1) + 1
+        fitted = {"n_train": o.n_train, "n_val": o.n_val, "n_test": o.n_test}
+        out.append(("explain", n_vars * sites * per_var * costs.das(spec.arch, fitted)))
+    for a, _ in preset.cross:
+        if a == (spec.arch, spec.task, spec.seed):
+            out.append(("cross", 4 * costs.das(spec.arch, {k: v for k, v in preset.cross_options.items()
+                                                           if k in ("n_train", "n_val", "n_test")})))
+    return out
 
 
 def _children(expand, root: Job, result: dict) -> list[Job]:

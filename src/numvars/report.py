@@ -17,7 +17,7 @@ import pandas as pd
 from . import analysis, io
 from . import html as h
 from .analysis.stats import INTERVALS
-from .figures import TRAIN_MAX_COUNT
+from .analysis import training_range
 
 # Read off the paper's Figure 2 (hidden size 20; approximate): (Up-Down count, Up-Up best count, full swap).
 PAPER_FIG2 = {
@@ -60,8 +60,9 @@ def render(results_dir) -> Path:
     """Write RESULTS/report.html (running the analyses first where they are missing or stale)."""
     root = Path(results_dir)
     _, meta = analysis.load_results(root)            # validates the results directory
-    tables = _analysis(root)
-    body = "\n".join([_header(root, meta), _what_ran(meta, tables), _protocol(meta), _headline(tables["headline"]),
+    tables = {**_analysis(root), "train_max": training_range(meta)}
+    d_model = int(meta.get("config", {}).get("d_model", 20))
+    body = "\n".join([_header(root, meta), _what_ran(meta, tables), _protocol(meta), _headline(tables["headline"], d_model),
                       _variants(tables["variants"]), _explained(tables["explain"], tables["cross"]),
                       _analyses(root, tables)])
     return io.write_text(root / "report.html", h.page("numvars reproduction report", body))
@@ -83,7 +84,8 @@ def _analysis(root: Path) -> dict[str, pd.DataFrame]:
 
 def _header(root: Path, meta: dict) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    links = "".join(f"<a href='#{a}'>{h.e(t)}</a>" for a, t in (("what-ran", "What ran"), ("headline", "Headline"),
+    links = "".join(f"<a href='#{a}'>{h.e(t)}</a>" for a, t in (("what-ran", "What ran"), ("protocol", "Protocol"),
+                                                                ("headline", "Headline"), ("beyond", "Beyond the paper"),
                                                                 ("analyses", "Analyses")))
     return (f"<header><h1>numvars reproduction report</h1><p class='sub'>Grant, Goodman &amp; McClelland, "
             f"“Emergent Symbol-like Number Variables in Artificial Neural Networks” (TMLR 2025) — preset "
@@ -116,7 +118,7 @@ def _seeds(rows: pd.DataFrame) -> str:
     return ", ".join(str(int(s)) for s in sorted(rows["seed"])) or "—"
 
 
-def _headline(headline: pd.DataFrame) -> str:
+def _headline(headline: pd.DataFrame, d_model: int = 20) -> str:
     cmp = paper_comparison(headline)
     groups = list(dict.fromkeys(zip(cmp["measure"], cmp["map"])))
     rows = []
@@ -141,7 +143,8 @@ def _headline(headline: pd.DataFrame) -> str:
                f"mismatched, {counts.get('missing', 0)} without a number of ours.")
     intervals = "; ".join(f"{k}: {v}" for k, v in INTERVALS.items() if k in set(cmp["interval"]))
     return (f"<section id='headline'><h2>Headline: ours beside the paper's Figure 2</h2>"
-            f"<p>Hidden size 20, variant default, DAS with k = d/2 for each alignment map that ran, control none; "
+            f"<p>Hidden size {d_model} (the paper's figure: 20), variant default, DAS with k = d/2 for each alignment "
+            f"map that ran, control none; "
             f"ours is the mean over seeds (n = seeds) with an interval in brackets ({h.e(intervals) or 'none'}), "
             f"and below it the IIA on non-trivial pairs only (pairs whose swap changes the program's prediction). "
             f"Up-Up (best count) takes, per seed, the better of <code>demo_count</code> and "
@@ -249,9 +252,11 @@ def _oor_rows(t) -> str:
     oor = t["oor"]
     rows = []
     for (arch, task), g in oor.groupby(["arch", "task"], sort=False):
-        inside, beyond = g[g["count"] <= TRAIN_MAX_COUNT], g[g["count"] > TRAIN_MAX_COUNT]
+        inside, beyond = g[g["count"] <= t["train_max"]], g[g["count"] > t["train_max"]]
         rows.append([arch, task, h.num(inside["mean"].mean()), h.num(beyond["mean"].mean()), int(g["n"].max())])
-    return h.table(rows, ["arch", "task", "accuracy, counts 1–20", "accuracy, counts 21–30", "seeds"])
+    top = int(oor["count"].max()) if len(oor) else 30
+    return h.table(rows, ["arch", "task", f"accuracy, counts 1–{t['train_max']}",
+                          f"accuracy, counts {t['train_max'] + 1}–{top}", "seeds"])
 
 
 def _pca_rows(t) -> str:

@@ -61,6 +61,9 @@ class Expander:
         if spec.seed in p.control_seeds and spec.d_model == p.d_model:
             out += [self._das(run_dir, spec.seed, gpu, program="up_down", variable="count", control=c)
                     for c in p.controls]
+            if "untrained" in p.controls:                   # every learned map beside its own untrained control
+                out += [self._das(run_dir, spec.seed, gpu, program="up_down", variable="count", control="untrained",
+                                  map=m) for m in p.maps if m != "orthogonal"]
         if is_main:
             opts = {"n": p.fullswap_n, "seed": spec.seed, "device": self.device, **p.fullswap}
             out.append(job("fullswap", gpu=gpu, run_dir=run_dir, options=tuple(sorted(opts.items()))))

@@ -37,6 +37,7 @@ def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
     root = Path(results_dir)
     raw, meta = load_results(root)
     d_model = d_model or int(meta.get("config", {}).get("d_model", 20))
+    train_max = training_range(meta)
     t = keep_trained(raw)
     out = {"runs": t["runs"], "dropped": dropped_table(raw["runs"])}
     out["iia_table"] = iia_table(t["iia"], t["fullswap"], d_model)
@@ -51,14 +52,14 @@ def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
     first = (maps_of(t["pairs"]) or ["orthogonal"])[0]
     out["oor"] = oor_table(t["oor"], d_model)
     out["explain"], out["cross"] = t["explain"], t["cross"]
-    pca = inspect.pca_inputs(root, t["runs"], d_model)
+    pca = inspect.pca_inputs(root, t["runs"], d_model, train_max)
     makers = {
         "iia": lambda: F.fig_iia(_main_alignments(out["iia_table"], d_model), d_model),
         "size_sweep": lambda: F.fig_size_sweep(out["size_sweep"], out["size_points"]),
         "dynamics": lambda: F.fig_dynamics(t["dynamics"]),
         "gradience_heatmap": lambda: F.fig_gradience_heatmap(out["gradience_grid"], d_model),
         "gradience_diff": lambda: F.fig_gradience_diff(out["gradience_diff"]),
-        "oor": lambda: F.fig_oor(out["oor"], d_model),
+        "oor": lambda: F.fig_oor(out["oor"], d_model, train_max),
         "pca": lambda: F.fig_pca(pca),
         "attention": lambda: F.fig_attention(inspect.attention_inputs(root, t["runs"], d_model)),
         "phase_pairs": lambda: F.fig_phase_pairs(out["phase_pairs"][out["phase_pairs"]["map"] == first]),
@@ -76,6 +77,11 @@ def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
     return out
 
 
+def training_range(meta: dict) -> int:
+    """The largest training count of the preset (the paper's 20 unless its training options say)."""
+    return int(meta.get("config", {}).get("train", {}).get("max_count", F.TRAIN_MAX_COUNT))
+
+
 def _main_alignments(iia_table: pd.DataFrame, d_model: int) -> pd.DataFrame:
     """Every learned map's alignments at k = d/2: orthogonal's whole, the others' Up-Down count beside."""
     t = iia_table.assign(d_model=d_model)
@@ -87,17 +93,16 @@ def _main_alignments(iia_table: pd.DataFrame, d_model: int) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def draw(folder: Path, name: str, make) -> dict:
+def draw(folder: Path, name: str, make, title: str | None = None) -> dict:
     """Draw one figure to folder/name.png atomically, or record why it was skipped."""
-    path = folder / f"{name}.png"
+    path, title = folder / f"{name}.png", title or F.TITLES[name]
     try:
         fig, caption = make()
     except F.Skip as why:
         path.unlink(missing_ok=True)             # never leave a stale figure from an earlier run
-        return {"name": name, "title": F.TITLES[name], "file": "", "caption": "", "status": "skipped",
-                "reason": str(why)}
-    fig.suptitle(F.TITLES[name])
+        return {"name": name, "title": title, "file": "", "caption": "", "status": "skipped", "reason": str(why)}
+    fig.suptitle(title)
     # io's atomic write, for bytes; "tight" keeps a title wider than narrow panels inside the image
     io.write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", pad_inches=0.15))
-    return {"name": name, "title": F.TITLES[name], "file": f"figures/{name}.png", "caption": caption, "status": "ok",
+    return {"name": name, "title": title, "file": f"figures/{name}.png", "caption": caption, "status": "ok",
             "reason": ""}

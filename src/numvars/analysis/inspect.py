@@ -51,9 +51,9 @@ def load(root: Path, row: pd.Series):
     return model.cpu(), task
 
 
-def pca_states(model, task, n: int = 200, seed: int = 0) -> dict:
-    """Hidden states at non-PAD positions of n sequences (counts 1..20), projected on their top PCs."""
-    batch = task.sample(n, seed=seed, counts=range(1, TRAIN_MAX_COUNT + 1))
+def pca_states(model, task, n: int = 200, seed: int = 0, train_max: int = TRAIN_MAX_COUNT) -> dict:
+    """Hidden states at non-PAD positions of n sequences (counts 1..train_max), projected on their top PCs."""
+    batch = task.sample(n, seed=seed, counts=range(1, train_max + 1))
     with torch.no_grad():
         states = model.states(batch.tokens)                      # (B, L, d)
     keep = batch.roles != PAD
@@ -65,14 +65,15 @@ def pca_states(model, task, n: int = 200, seed: int = 0) -> dict:
             "count": program["count"][keep].numpy(), "phase": program["phase"][keep].numpy()}
 
 
-def pca_inputs(root: Path, runs: pd.DataFrame, d_model: int) -> list[tuple[pd.Series, dict]]:
+def pca_inputs(root: Path, runs: pd.DataFrame, d_model: int, train_max: int = TRAIN_MAX_COUNT) \
+        -> list[tuple[pd.Series, dict]]:
     """One GRU and one LSTM run (variant default) with the PCA of their states."""
     found = []
     for arch in ("gru", "lstm"):
         for _, row in pick_runs(runs, arch, ("default",), d_model)[:1]:
             loaded = load(root, row)
             if loaded is not None and callable(getattr(loaded[0], "states", None)):
-                found.append((row, pca_states(*loaded)))
+                found.append((row, pca_states(*loaded, train_max=train_max)))
     return found
 
 

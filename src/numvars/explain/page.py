@@ -15,12 +15,14 @@ from . import Explanation
 def render(x: Explanation, out: Path, title: str) -> Path:
     figures = [draw(out / "figures", "k_curves", lambda: F.fig_k_curves(x.table))]
     phases = _phase_frame(x)
-    figures.append(draw(out / "figures", "phase_pairs", lambda: F.fig_phase_pairs(phases)))
+    figures.append(draw(out / "figures", "phase_pairs", lambda: F.fig_phase_pairs(phases),
+                        "IIA of each variable's best alignment by the phase of the base and the source position"))
     count = next((f for (p, v), f in x.pairs.items() if (p, v) == ("up_down", "count") and f is not None), None)
     if count is not None:
         grid = count.groupby(["base_value", "source_value"], as_index=False).agg(
             iia=("correct", "mean"), pairs=("correct", "size"))
-        figures.append(draw(out / "figures", "gradience_heatmap", lambda: F.fig_gradience_heatmap(grid, 0)))
+        figures.append(draw(out / "figures", "gradience_heatmap", lambda: F.fig_gradience_heatmap(grid, 0),
+                            "Up-Down count IIA by base and source count (the best alignment)"))
     body = "".join([f"<header><h1>What does this network compute?</h1><p class='sub'>{h.e(title)}</p></header>",
                     f"<section><h2>Verdict</h2><p><b>{h.e(x.best if x.best != 'none' else 'no program fits')}"
                     f"</b></p><p>{h.e(x.text)}</p>{_rule(x)}</section>",

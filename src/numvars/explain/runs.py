@@ -42,7 +42,8 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
         roots += [job("das", run_dir=str(r), options=tuple(sorted(q.items())), keep_pairs=False) for q in todo]
         if any(not p.variables for p in programs.values()):
             for control in (None, "untrained"):
-                swap = {"site": site, "match": "role", "seed": o.seed, "device": o.device,
+                swap = {"match": "role", "seed": o.seed, "device": o.device,
+                        **({} if site == default_site(model) else {"site": site}),
                         **({"control": control} if control else {})}
                 roots.append(job("fullswap", run_dir=str(r), options=tuple(sorted(swap.items()))))
         if o.attention and hasattr(model, "blocks"):

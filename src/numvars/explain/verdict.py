@@ -56,6 +56,10 @@ class ProgramVerdict:
     text: str
 
 
+def _fmt(x) -> str:
+    return "n/a" if x is None or np.isnan(x) else f"{x:.2f}"
+
+
 def _z(x: float) -> float:
     return 0.0 if x is None or np.isnan(x) else float(x)
 
@@ -120,7 +124,7 @@ def _distributed(name: str, swap: dict, attention: dict | None, rule: Rule) -> P
                 f"{acc['add']:.2f} / {acc['remove']:.2f} of trials"
     verb = "fits" if fits else "does not fit"
     text = (f"{name} {verb}: the full-state swap at {swap['site']} leaves {iia:.2f} of continuations as a "
-            f"context-reading program predicts (untrained copy {_z(untrained):.2f}){extra}")
+            f"context-reading program predicts (untrained copy {_fmt(untrained)}){extra}")
     return ProgramVerdict(name, fits, iia, 1 if fits else 0, [], text)
 
 
@@ -131,7 +135,7 @@ def _cumulative_text(name: str, core: list[VariableEvidence], fits: bool) -> str
     for e in core:
         parts.append(f"{e.variable} {'is held in' if e.found else 'not found; best'} a {smallest_k(e)}-dim subspace "
                      f"at {e.site} ({e.map} map): IIA {e.iia:.2f} [{e.ci[0]:.2f}, {e.ci[1]:.2f}], non-trivial "
-                     f"{_z(e.nontrivial):.2f}, untrained {_z(e.untrained):.2f}, random rotation {_z(e.random):.2f}")
+                     f"{_fmt(e.nontrivial)}, untrained {_fmt(e.untrained)}, random rotation {_fmt(e.random)}")
     head = f"{name} fits" if fits else f"{name} rejected"
     return head + ": " + "; ".join(parts)
 
@@ -140,7 +144,8 @@ def sentence(verdicts: list[ProgramVerdict]) -> str:
     """The one-paragraph verdict: the best fitting program with its evidence, and why the others fail."""
     fitting = [v for v in verdicts if v.fits]
     if not fitting:
-        return "No program fits: nothing beats its controls by the margin. " + " ".join(
+        return "No program fits: no program has every core variable found (above the accept threshold and its " \
+               "controls by the margin). " + " ".join(
             f"{v.text}." for v in verdicts)
     best, rest = fitting[0], [v for v in verdicts if v is not fitting[0]]
     return f"Best explanation — {best.text}. Others: " + " ".join(f"{v.text}." for v in rest)

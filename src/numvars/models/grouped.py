@@ -1,4 +1,4 @@
-"""Many GRU or LSTM language models of one size as one grouped model (PERFORMANCE.md).
+"""Many GRU or LSTM language models of one size as one grouped model.
 
 G members share one fused `nn.GRU`/`nn.LSTM` of hidden size G·h (h = d for the GRU, d/2 for the
 LSTM) whose weights are multiplied by a block-diagonal mask at every forward, so member i's units
