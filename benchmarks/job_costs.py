@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from numvars import models
 from numvars.align import full_swap
 from numvars.config import from_mapping
 from numvars.evaluate import greedy_trials
