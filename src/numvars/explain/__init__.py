@@ -41,7 +41,7 @@ class ExplainOptions:
     n_train: int = opt(10_000, "training pairs per alignment")
     n_val: int = opt(1_000, "validation pairs (choose the best alignment)")
     n_test: int = opt(1_000, "test pairs (the reported IIA)")
-    accept: float = opt(0.8, "non-trivial IIA a variable needs to count as found")
+    accept: float = opt(0.6, "non-trivial IIA a variable needs to count as found")
     margin: float = opt(0.3, "IIA a variable needs above the better of its controls")
     attention: bool = opt(True, "run the attention test on Transformers")
     seed: int = opt(0, "seed of the pairs and maps")

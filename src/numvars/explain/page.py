@@ -51,10 +51,11 @@ def _rule(x: Explanation) -> str:
     return (f"<p class='sub'>Decision rule: a variable is found when its best alignment (by validation IIA over "
             f"sites, maps and k) reaches {o['accept']:.2f} IIA on non-trivial test pairs and beats the better of "
             f"its controls (untrained copy, random rotation) by {o['margin']:.2f}; a program fits when all its core "
-            f"variables are found; Context-Distributed fits when the full swap (matched by role) leaves "
-            f"{o['accept']:.2f} of continuations as it predicts and beats the untrained copy by "
-            f"{o['margin']:.2f}. Fitting programs rank first, those storing more separate variables first. The "
-            f"thresholds are options (accept=, margin=).</p>")
+            f"variables are found; Context-Distributed fits when the full swap (matched by role) beats the untrained "
+            f"copy by {o['margin']:.2f} and either leaves {o['accept']:.2f} of continuations as it predicts or the "
+            f"attention test moves the EOS by exactly one in {o['accept']:.2f} of trials for both edits. Fitting "
+            f"programs rank first, those storing more separate variables first. The thresholds are options "
+            f"(accept=, margin=).</p>")
 
 
 def _ranking(x: Explanation) -> str:

@@ -22,7 +22,7 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class Rule:
-    accept: float = 0.8
+    accept: float = 0.6
     margin: float = 0.3
 
 
