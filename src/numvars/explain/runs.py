@@ -33,21 +33,7 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
     out = Path(out) if out else run_dirs[0] / "explain"
     io.ensure_writable_dir(out)
     programs = o.programs()
-    sites = o.sites(model)
-    d = get_site(model, sites[0]).size
-    todo = requests(o, programs, sites, d, default_site(model))
-    site = default_site(model) if default_site(model) in sites else sites[0]
-    roots = []
-    for r in run_dirs:
-        roots += [job("das", run_dir=str(r), options=tuple(sorted(q.items())), keep_pairs=False) for q in todo]
-        if any(not p.variables for p in programs.values()):
-            for control in (None, "untrained"):
-                swap = {"match": "role", "seed": o.seed, "device": o.device,
-                        **({} if site == default_site(model) else {"site": site}),
-                        **({"control": control} if control else {})}
-                roots.append(job("fullswap", run_dir=str(r), options=tuple(sorted(swap.items()))))
-        if o.attention and hasattr(model, "blocks"):
-            roots.append(job("attention", run_dir=str(r), options=(("device", o.device), ("seed", o.seed))))
+    roots = [j for r in run_dirs for j in _jobs(o, programs, model, r)]
     results, _ = run_graph(roots, work, lambda j, res: [], jobs=jobs, progress=progress, desc="explain")
     rows, frames = [], []
     for j in roots:
@@ -65,6 +51,23 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
     render(explanation, out, title=f"{cfg.model.arch} on {cfg.task.name}, d = {cfg.model.d_model}, "
                                    f"{len(run_dirs)} run(s)")
     return explanation, out
+
+
+def _jobs(o: ExplainOptions, programs: dict, model, run_dir: Path) -> list:
+    """The alignments, full swaps and attention test that explain one run, as engine jobs."""
+    sites, default = o.sites(model), default_site(model)
+    d = get_site(model, sites[0]).size
+    out = [job("das", run_dir=str(run_dir), options=tuple(sorted(q.items())), keep_pairs=False)
+           for q in requests(o, programs, sites, d, default)]
+    if any(not p.variables for p in programs.values()):
+        site = default if default in sites else sites[0]
+        for control in (None, "untrained"):
+            swap = {"match": "role", "seed": o.seed, "device": o.device, **({} if site == default else {"site": site}),
+                    **({"control": control} if control else {})}
+            out.append(job("fullswap", run_dir=str(run_dir), options=tuple(sorted(swap.items()))))
+    if o.attention and hasattr(model, "blocks"):
+        out.append(job("attention", run_dir=str(run_dir), options=(("device", o.device), ("seed", o.seed))))
+    return out
 
 
 def _pooled(roots, results) -> tuple[dict | None, dict | None]:
