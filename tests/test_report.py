@@ -218,7 +218,9 @@ def test_headline_and_other_tables(results):
     errors = out["signed_error"]
     assert set(errors["signed_error"]) == {-1, 1} and errors.groupby("arch")["fraction"].sum().eq(1).all()
     grid = out["gradience_grid"]
-    assert len(grid) == 36 and grid["iia"].between(0, 1).all()
+    assert len(grid) == 36
+    expected = [float(abs(b - s) <= 2 or (b + s) % 2 == 0) for b, s in zip(grid["base_value"], grid["source_value"])]
+    assert grid["iia"].tolist() == expected and (grid["pairs"] == 2).all()     # the two kept seeds, pooled
     oor = out["oor"]
     assert oor[(oor["count"] == 30)]["mean"].eq(0).all() and oor[(oor["count"] == 5)]["mean"].eq(1).all()
 
