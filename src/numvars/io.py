@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import filecmp
 import json
 import os
 import re
@@ -51,7 +52,8 @@ def ensure_writable_dir(path) -> Path:
 
 def write_atomic(path: Path, write) -> Path:
     """Call write(tmp_path) and move the result into place: the file is whole or absent. An OS
-    failure (a full disk, a read-only folder) is a one-line error, and no partial file is left."""
+    failure (a full disk, a read-only folder) is a one-line error, and no partial file is left.
+    A file whose new bytes equal its old ones is left untouched (a rerun changes no mtime)."""
     path = Path(path)
     ensure_writable_dir(path.parent)
     tmp = None
@@ -59,6 +61,8 @@ def write_atomic(path: Path, write) -> Path:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         write(tmp)
+        if path.is_file() and filecmp.cmp(tmp, path, shallow=False):
+            return path
         os.chmod(tmp, 0o666 & ~_UMASK)     # mkstemp makes files private (0600); give results normal permissions
         os.replace(tmp, path)
     except (OSError, SafetensorError) as e:

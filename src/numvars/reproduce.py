@@ -164,7 +164,7 @@ def beyond(preset: Preset, out: Path, runs: pd.DataFrame, device: str, jobs: int
     results, _ = run_graph(roots, work, lambda j, r: [], jobs=jobs, progress=progress, desc="align models")
     cross = [{"model_a": "-".join(map(str, a)), "model_b": "-".join(map(str, b)), "direction": d, "iia": v,
               "iia_nontrivial": results[j]["summary"]["iia_nontrivial"][d], "k": results[j]["summary"]["k"]}
-             for (a, b), j in zip(pairs, roots) for d, v in results[j]["summary"]["iia"].items()]
+             for (a, b), j in zip(pairs, roots) for d, v in sorted(results[j]["summary"]["iia"].items())]
     return {"explain": pd.DataFrame(explained, columns=["run_name", "arch", "task", "d_model", "seed", "best",
                                                         "verdict", "page"]),
             "cross": pd.DataFrame(cross, columns=["model_a", "model_b", "direction", "iia", "iia_nontrivial", "k"])}
