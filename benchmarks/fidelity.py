@@ -57,7 +57,6 @@ COMBINED = {
 # transformers: training recipe -> full-swap options to compare
 TF_RECIPES = {
     "paper text (baseline)": {},
-    "dropout 0.1 inside the blocks": {"layer_dropout": 0.1},
     "no positional encoding (NPE)": {"pos": "none"},
     "void tokens, p = 0.2 (authors' code)": {"void_prob": 0.2},
     "train 300 epochs past the criterion": {"extra_epochs": 300},
