@@ -86,6 +86,17 @@ def test_full_swaps_matched_by_role_or_over_tokens_only_spare_the_trigger():
     assert untrained.iia < 0.2
 
 
+def test_pairs_say_whether_the_swap_keeps_the_input_token():
+    by_role = P.make_pairs(TASK, "ctx_distributed", None, 400, seed=0, match="role").info()
+    assert by_role[by_role["role_t"] != "DEMO"]["same_token"].all()      # T with T, R with R
+    demo = by_role[by_role["role_t"] == "DEMO"]["same_token"]            # three object types: a demo may differ
+    assert 0 < demo.mean() < 1
+    single = get_task("single_object")                                  # one object type: always the same
+    assert P.make_pairs(single, "ctx_distributed", None, 200, seed=0, match="role").info()["same_token"].all()
+    swap = align.full_swap(summing_transformer(TASK), TASK, n=300, match="role").summary()
+    assert swap["iia_by_token"] == {"other token": 1.0, "same token": 1.0}
+
+
 @pytest.mark.parametrize("args, words", [
     (["positions=some"], ["unknown positions"]), (["pair_counts=odd"], ["unknown pair_counts"]),
     (["demo_rule=later"], ["unknown demo_rule"]), (["loss_on=every"], ["unknown loss_on"]),

@@ -21,7 +21,7 @@ import pandas as pd
 from . import io
 from .engine import Job
 from .jobs import das_key, result_dir
-from .presets import Preset, grid
+from .presets import Preset, grid, train_overrides
 from .train import checkpoint_epochs, is_finished
 
 
@@ -93,7 +93,7 @@ class Costs:
             return float(measured)
         a = self.arch(arch)
         if j.kind == "train":
-            return self.train(arch, task, preset.train, d_model)
+            return self.train(arch, task, train_overrides(preset, arch), d_model)
         if j.kind == "das":
             return self.das(arch, dict(j.get("options")))
         if j.kind == "fullswap":

@@ -20,6 +20,7 @@ class Preset:
     controls: tuple[str, ...] = ("untrained", "random", "identity")
     dynamics: tuple[tuple[str, str], ...] = (("gru", "multi_object"),)
     train: dict = field(default_factory=dict)               # RunConfig overrides for every run
+    arch_train: dict = field(default_factory=dict)          # arch -> overrides on top of `train` for that arch
     das: dict = field(default_factory=dict)                 # DASOptions for every alignment
     maps: tuple[str, ...] = ("orthogonal",)                 # alignment maps of the main alignments, side by side
     fullswap: dict = field(default_factory=dict)            # FullSwapOptions (match, positions)
@@ -62,6 +63,11 @@ PRESETS = {
                (("lstm", "multi_object", 0), ("gru", "multi_object", 0)),
                (("gru", "multi_object", 0), ("transformer", "multi_object", 0)))),
 }
+
+
+def train_overrides(preset: Preset, arch: str) -> dict:
+    """The training overrides of one architecture's runs: the preset's, then the architecture's own."""
+    return {**preset.train, **preset.arch_train.get(arch, {})}
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,9 @@ def _headline(headline: pd.DataFrame, d_model: int = 20) -> str:
 def _protocol(meta: dict) -> str:
     """Which protocol produced these numbers: the preset's training and alignment options."""
     config = meta.get("config", {})
-    keys = {"training (beyond the defaults)": config.get("train", {}), "alignment (beyond the defaults)":
+    keys = {"training (beyond the defaults)": config.get("train", {}),
+            **{f"training of the {arch} runs": over for arch, over in config.get("arch_train", {}).items()},
+            "alignment (beyond the defaults)":
             config.get("das", {}), "alignment maps": config.get("maps", []), "full swap": config.get("fullswap", {})}
     return ("<section id='protocol'><h2>Protocol</h2><p>The numbers below come from these settings; everything "
             "not listed is numvars's default (see docs/protocol.md in numvars, and docs/fidelity.md for the "

@@ -23,7 +23,7 @@ from . import __version__, io
 from .engine import Job, default_jobs, job, run_graph
 from .errors import NumvarsError
 from .jobs import work
-from .presets import ALIGNMENTS, PRESETS, Preset, RunSpec, grid
+from .presets import ALIGNMENTS, PRESETS, Preset, RunSpec, grid, train_overrides
 from .runtime import resolve_device, setup_threads
 
 TABLES = ("runs", "iia", "fullswap", "oor", "dynamics", "pairs", "timings")
@@ -32,7 +32,8 @@ TABLES = ("runs", "iia", "fullswap", "oor", "dynamics", "pairs", "timings")
 # --- the jobs ------------------------------------------------------------------------------------
 
 def train_job(spec: RunSpec, preset: Preset, runs_dir: Path, device: str, threads: int) -> Job:
-    keys = {"arch": spec.arch, "task": spec.task, "d_model": spec.d_model, "seed": spec.seed, **preset.train,
+    keys = {"arch": spec.arch, "task": spec.task, "d_model": spec.d_model, "seed": spec.seed,
+            **train_overrides(preset, spec.arch),
             **dict(spec.overrides), "out": str(runs_dir), "device": device, "threads": threads}
     return job("train", gpu=_gpu(device), config=tuple(sorted(keys.items())), spec=spec)
 

@@ -33,8 +33,12 @@ class FullSwapResult:
     def summary(self) -> dict:
         first = self.pairs[self.pairs["program"] == self.pairs["program"].iloc[0]]
         by_phase = first.groupby("phase_t")["correct"].mean().to_dict()
-        return {"iia": self.iia, "iia_by_program": self.iia_by_program, "site": self.site, "n": self.n,
-                "seed": self.seed, "iia_by_base_phase": by_phase}
+        out = {"iia": self.iia, "iia_by_program": self.iia_by_program, "site": self.site, "n": self.n,
+               "seed": self.seed, "iia_by_base_phase": by_phase}
+        if "same_token" in first:       # a stream also says which token sits there: same token or another one
+            out["iia_by_token"] = {("same token" if k else "other token"): float(v)
+                                   for k, v in first.groupby("same_token")["correct"].mean().items()}
+        return out
 
 
 @torch.no_grad()

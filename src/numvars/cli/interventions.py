@@ -58,6 +58,9 @@ def cmd_fullswap(args) -> None:
         print(f"  IIA [{program}] {value:.3f}")
     by_phase = ", ".join(f"{k} {v:.3f}" for k, v in summary.get("iia_by_base_phase", {}).items())
     print(f"  IIA [{next(iter(summary['iia_by_program']))}] by the base's phase: {by_phase}")
+    if summary.get("iia_by_token"):
+        by_token = ", ".join(f"{k} at u {v:.3f}" for k, v in summary["iia_by_token"].items())
+        print(f"  IIA [{next(iter(summary['iia_by_program']))}] by the source's token: {by_token}")
     print(f"  result: {path}")
 
 

@@ -88,6 +88,10 @@ class Pairs:
         role_t = self.base_roles.gather(1, self.t[:, None])[:, 0].numpy()
         role_u = self.source_roles.gather(1, self.u[:, None])[:, 0].numpy()
         role_names = np.asarray(ROLE_NAMES)
+        extra = {}
+        if self.base is not None and self.source is not None:      # tokens known: does u hold t's input token?
+            extra["same_token"] = (self.base.gather(1, self.t[:, None]) ==
+                                   self.source.gather(1, self.u[:, None]))[:, 0].cpu().numpy()
         return pd.DataFrame({
             "variable": names[self.var_index.numpy()],
             "base_count": (self.base_roles == DEMO).sum(1).numpy(),
@@ -98,7 +102,7 @@ class Pairs:
             "phase_t": [PHASE_OF_ROLE.get(int(r), "other") for r in role_t],
             "phase_u": [PHASE_OF_ROLE.get(int(r), "other") for r in role_u],
             "cf_resp_len": ((self.cont_roles == RESP) & self.scored).sum(1).numpy(),
-            "trivial": self.trivial.numpy()})
+            "trivial": self.trivial.numpy(), **extra})
 
 
 def check_variables(program: Program, variables: Sequence[str] | str | None) -> tuple[str, ...]:
