@@ -25,6 +25,8 @@ from numvars.analysis.stats import mean_ci
 from numvars.engine import job, run_graph
 from numvars.reproduce import work
 
+from docblock import replace_block
+
 RECURRENT = [(a, t) for a in ("gru", "lstm") for t in ("multi_object", "single_object")]
 TASKS = ("multi_object", "single_object", "same_object")
 PAST = {"extra_epochs": 1000}
@@ -165,21 +167,23 @@ def recurrent_table(iia, pairs, rows, cells) -> list[str]:
     lines = [head, "|" + "---|" * (len(cells) + 6)]
     baseline = None
     for name, (train_over, das_over) in rows.items():
-        sel = iia[(iia["train"] == _key(train_over)) & (iia["das"] == _key(das_over))]
-        p = pairs[(pairs["train"] == _key(train_over)) & (pairs["das"] == _key(das_over))]
+        in_cells = lambda df: df[[(a, t) in cells for a, t in zip(df["arch"], df["task"])]]   # noqa: E731
+        sel = in_cells(iia[(iia["train"] == _key(train_over)) & (iia["das"] == _key(das_over))])
+        p = in_cells(pairs[(pairs["train"] == _key(train_over)) & (pairs["das"] == _key(das_over))])
         per_cell = [sel[(sel["arch"] == a) & (sel["task"] == t)]["iia"] for a, t in cells]
         mean = float(np.mean([c.mean() for c in per_cell if len(c)])) if len(sel) else float("nan")
         baseline = mean if baseline is None else baseline
         weak = [p[(p["phase_t"] == "demo") & (p["phase_u"] == u)]["correct"].mean() for u in ("response", "T")]
+        weak = ["—" if np.isnan(w) else f"{w:.2f}" for w in weak]
         lines.append(f"| {name} | " + " | ".join(_cell(c) for c in per_cell) +
-                     f" | {mean:.3f} | {mean - baseline:+.3f} | {weak[0]:.2f} | {weak[1]:.2f} | "
+                     f" | {mean:.3f} | {mean - baseline:+.3f} | {weak[0]} | {weak[1]} | "
                      f"{sel['iia_nontrivial'].mean():.3f} |")
     return lines
 
 
 def transformer_table(swaps) -> list[str]:
     lines = ["| training | full swap | " + " | ".join(t.split("_")[0] for t in TASKS) +
-             " | mean | base at demo | at T | at response |", "|" + "---|" * 8]
+             " | mean | base at demo | at T | at response |", "|" + "---|" * 9]
     for name, train_over in TF_RECIPES.items():
         for swap, opts in SWAPS.items():
             sel = swaps[(swaps["arch"] == "transformer") & (swaps["train"] == _key(train_over))
@@ -187,7 +191,7 @@ def transformer_table(swaps) -> list[str]:
             cells = [sel[sel["task"] == t]["iia"] for t in TASKS]
             phase = [sel.get(f"base_{p}", pd.Series(dtype=float)).mean() for p in ("demo", "T", "response")]
             lines.append(f"| {name} | {swap} | " + " | ".join(_cell(c) for c in cells) +
-                         f" | {sel['iia'].mean():.3f} | " + " | ".join(f"{v:.2f}" for v in phase) + " |")
+                         f" | {sel['iia'].mean():.3f} | " + " | ".join("—" if np.isnan(v) else f"{v:.2f}" for v in phase) + " |")
     rec = swaps[swaps["arch"] != "transformer"]
     for arch in ("gru", "lstm"):
         cells = [rec[(rec["arch"] == arch) & (rec["task"] == t)]["iia"] for t in TASKS]
@@ -199,7 +203,8 @@ def transformer_table(swaps) -> list[str]:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/fidelity"))
-    p.add_argument("--doc", type=Path, default=Path(__file__).parents[1] / "docs" / "fidelity_tables.md")
+    p.add_argument("--doc", type=Path, default=Path(__file__).parents[1] / "docs" / "fidelity.md",
+                   help="the page whose `ablation` block receives the tables")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     p.add_argument("--final-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     p.add_argument("--jobs", type=int, default=2)
@@ -213,15 +218,19 @@ def main(argv=None):
     for name, df in (("iia", iia), ("pairs", pairs), ("swaps", swaps)):
         df.to_csv(args.out / f"{name}.csv", index=False)
     wall = time.time() - started
+    cpu_train = sum(results[r]["summary"]["seconds"] for r in plan.roots) / 60
+    cpu_align = sum(results[c]["summary"].get("seconds", 0) for r in plan.roots for c in children.get(r, [])) / 60
     same = [("gru", "same_object"), ("lstm", "same_object")]
     final = {"paper text (baseline)": ({}, {}), "past criterion": (PAST, {}),
              "past criterion + tokens only": (PAST, {"positions": "tokens"}),
              "past criterion + linear map": (PAST, {"map": "linear"}),
              "past criterion + tokens only + linear map": (PAST, {"positions": "tokens", "map": "linear"})}
-    dropped = iia.groupby(["train"])["reached"].apply(lambda r: int((~r).sum())) if len(iia) else {}
+    dropped = {k: int((~r).sum()) for k, r in iia.groupby("train")["reached"]} if len(iia) else {}
     lines = [f"<!-- written by: python benchmarks/fidelity.py --jobs {args.jobs} --seeds "
              f"{' '.join(map(str, args.seeds))} --final-seeds {' '.join(map(str, args.final_seeds))}; "
-             f"wall time of this run {wall / 60:.1f} min (jobs reused from --out do not count) -->", "",
+             f"wall time of this run {wall / 60:.1f} min (jobs reused from --out do not count); the jobs' own time: "
+             f"{cpu_train + cpu_align:.0f} CPU-min ({cpu_train:.0f} training, {cpu_align:.0f} alignment; full swaps are not timed), "
+             f"about {(cpu_train + cpu_align) / 60 / args.jobs:.1f} h of wall time with --jobs {args.jobs} -->", "",
              f"### Each factor alone (Up-Down count IIA, seeds {', '.join(map(str, args.seeds))}; "
              f"1000-epoch rows: seeds {', '.join(map(str, args.final_seeds))})", "",
              *recurrent_table(iia, pairs, FACTORS, RECURRENT), "",
@@ -230,9 +239,8 @@ def main(argv=None):
              f"### Same-Object (seeds {', '.join(map(str, args.final_seeds))})", "",
              *recurrent_table(iia, pairs, final, same), "",
              f"### Full-state swap (Context-Distributed IIA), seeds {', '.join(map(str, args.seeds))}", "",
-             *transformer_table(swaps), "", f"Runs that never reached the criterion: {dict(dropped)}."]
-    args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text("\n".join(lines) + "\n")
+             *transformer_table(swaps), "", f"Runs that never reached the criterion, per training recipe: {dropped}."]
+    replace_block(args.doc, "ablation", "\n".join(lines))
     print(f"wrote {args.doc} in {wall / 60:.1f} min")
 
 

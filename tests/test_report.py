@@ -6,6 +6,7 @@ directories, so a GRU, an LSTM and two Transformers (RoPE and NPE) are trained f
 """
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -270,6 +271,8 @@ def test_report_is_self_contained_and_compares_with_the_paper(results):
     assert "n/a" in page                                                 # the one-seed condition
     assert "test &lt;b&gt;&amp;&lt;/b&gt;" in page and "<b>&</b>" not in page   # escaped meta
     assert "1 h 2 min 3 s" in page
+    # the measured cause stands beside a mismatched cell (here the Transformer's full swap on Same-Object)
+    assert html.escape(report.FIDELITY_NOTES[("transformer", "same_object", "full_swap", "—")], quote=True) in page
 
 
 def test_paper_comparison_verdicts(results):

@@ -111,12 +111,17 @@ def full_swap_run(run_dir, **opts) -> tuple[dict, Path, bool]:
     return summary, out, False
 
 
+def attention_key(n: int = 300, seed: int = 0, layers: tuple[int, ...] | None = None, device: str = "cpu") -> dict:
+    """The options of an attention test that change its result (its job key)."""
+    return {"n": n, "seed": seed, **({"layers": list(layers)} if layers is not None else {})}
+
+
 def attention_run(run_dir, n: int = 300, seed: int = 0, layers: tuple[int, ...] | None = None,
                   device: str = "cpu") -> tuple[dict, Path, bool]:
     """The attention test of a trained Transformer run, cached like the alignments."""
     from .align.attention import attention_test
 
-    key = {"n": n, "seed": seed, **({"layers": list(layers)} if layers is not None else {})}
+    key = attention_key(n, seed, layers)
     model, task, _, _ = load_run(run_dir)
     out, done = _prepare(run_dir, "attention", key)
     if done is not None:

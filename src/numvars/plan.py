@@ -20,7 +20,7 @@ import pandas as pd
 
 from . import io
 from .engine import Job
-from .jobs import das_key, result_dir
+from .jobs import attention_key, das_key, result_dir
 from .presets import Preset, grid, train_overrides
 from .train import checkpoint_epochs, is_finished
 
@@ -98,6 +98,8 @@ class Costs:
             return self.das(arch, dict(j.get("options")))
         if j.kind == "fullswap":
             return a["fullswap_pair_s"] * dict(j.get("options")).get("n", 1000)
+        if j.kind == "attention":                    # each trial run plain and with one demo added and removed
+            return a["trial_s"] * 3 * dict(j.get("options")).get("n", 300)
         return a["trial_s"] * preset.oor_max * preset.oor_per_count
 
 
@@ -119,9 +121,15 @@ def _is_done(j: Job) -> bool:
     p = dict(j.params)
     if j.kind == "oor":
         return (Path(p["run_dir"]) / f"eval_max{p['max_count']}_per{p['per_count']}.csv").is_file()
+    from .align import FullSwapOptions
+
     opts = dict(p["options"])
-    key = das_key(p.get("checkpoint"), **opts) if j.kind == "das" else \
-        __import__("numvars.align", fromlist=["FullSwapOptions"]).FullSwapOptions(**opts).key()
+    if j.kind == "das":
+        key = das_key(p.get("checkpoint"), **opts)
+    elif j.kind == "attention":
+        key = attention_key(**opts)
+    else:
+        key = FullSwapOptions(**opts).key()
     return (result_dir(p["run_dir"], j.kind, key) / "result.json").is_file()
 
 
@@ -143,9 +151,9 @@ def plan(preset: Preset, out: Path, workers: int, device: str = "cpu", threads: 
             cost = 0.0 if done else costs.job(child, spec.arch, spec.task, preset, spec.d_model)
             rows.append((child.kind, done, cost))
             tasks.append((cost, index))
-        for cost in _beyond_costs(preset, spec, costs):           # explain and cross-model, after the grid
-            rows.append(("explain" if cost[0] == "explain" else "cross", False, cost[1]))
-            tasks.append((cost[1], index))
+        for cost in _cross_costs(preset, spec, costs):            # cross-model alignments, after the grid
+            rows.append(("cross", False, cost))
+            tasks.append((cost, index))
     frame = pd.DataFrame(rows, columns=["kind", "done", "seconds"])
     counts = frame.groupby("kind", sort=False).agg(jobs=("done", "size"), done=("done", "sum"),
                                                   seconds=("seconds", "sum")).reset_index()
@@ -154,26 +162,13 @@ def plan(preset: Preset, out: Path, workers: int, device: str = "cpu", threads: 
                 costs.source)
 
 
-def _beyond_costs(preset: Preset, spec, costs: Costs) -> list[tuple[str, float]]:
-    """Rough costs of the explain alignments (those the grid does not share) and of the cross-model maps of a
-    main run: each as one DAS of its architecture (a cross-model map fits four directions)."""
+def _cross_costs(preset: Preset, spec, costs: Costs) -> list[float]:
+    """Rough costs of the cross-model maps whose first model is this run: four DAS fits of its architecture
+    each (a map per model, both directions). `explain`'s jobs are the Expander's, costed like the rest."""
     if spec.d_model != preset.d_model or spec.variant != "default":
         return []
-    out = []
-    if preset.explain is not None and spec.seed in preset.explain_seeds:
-        from .explain import ExplainOptions
-        o = ExplainOptions(**preset.explain)
-        n_vars = sum(len(p.core or p.variables) if o.variables == "core" else len(p.variables)
-                     for p in o.programs().values())
-        sites = 1 if o.site == "default" or spec.arch != "transformer" else 3
-        per_var = len(o.maps.split(",")) * (len(o.k_values(spec.d_model)) + 1) + 1
-        fitted = {"n_train": o.n_train, "n_val": o.n_val, "n_test": o.n_test}
-        out.append(("explain", n_vars * sites * per_var * costs.das(spec.arch, fitted)))
-    for a, _ in preset.cross:
-        if a == (spec.arch, spec.task, spec.seed):
-            out.append(("cross", 4 * costs.das(spec.arch, {k: v for k, v in preset.cross_options.items()
-                                                           if k in ("n_train", "n_val", "n_test")})))
-    return out
+    fitted = {k: v for k, v in preset.cross_options.items() if k in ("n_train", "n_val", "n_test")}
+    return [4 * costs.das(spec.arch, fitted) for a, _ in preset.cross if a == (spec.arch, spec.task, spec.seed)]
 
 
 def _children(expand, root: Job, result: dict) -> list[Job]:

@@ -22,7 +22,7 @@ import torch
 from . import __version__, io
 from .engine import Job, default_jobs, job, run_graph
 from .errors import NumvarsError
-from .jobs import work
+from .jobs import das_key, result_dir, work
 from .presets import ALIGNMENTS, PRESETS, Preset, RunSpec, grid, train_overrides
 from .runtime import resolve_device, setup_threads
 
@@ -68,6 +68,9 @@ class Expander:
         if is_main:
             opts = {"n": p.fullswap_n, "seed": spec.seed, "device": self.device, **p.fullswap}
             out.append(job("fullswap", gpu=gpu, run_dir=run_dir, options=tuple(sorted(opts.items()))))
+        if p.explain is not None and spec.seed in p.explain_seeds and spec.d_model == p.d_model \
+                and spec.variant == "default":
+            out += self._explain(run_dir, dict(done.get("config")), out)
         if self._tracks_dynamics(spec):
             if checkpoints is None:
                 metrics = pd.read_parquet(Path(run_dir) / "metrics.parquet")
@@ -78,6 +81,19 @@ class Expander:
                 out.append(job("das", gpu=gpu, run_dir=run_dir, checkpoint=f"epoch_{int(epoch):06d}.safetensors",
                                options=tuple(sorted(opts.items())), epoch=int(epoch)))
         return out
+
+    def _explain(self, run_dir, config: dict, planned: list[Job]) -> list[Job]:
+        """`explain`'s jobs for this run, less the alignments the grid already runs (the same result folder),
+        so that they run with the grid's jobs and `beyond` finds every one of them done."""
+        from .config import from_mapping
+        from .explain.runs import explain_jobs
+
+        def folder(j: Job) -> Path:
+            return result_dir(j.get("run_dir"), "das", das_key(**dict(j.get("options"))))
+        have = {folder(j) for j in planned if j.kind == "das"}
+        model = from_mapping(config).model
+        return [j for j in explain_jobs(run_dir, model, device=self.device, **self.preset.explain)
+                if j.kind != "das" or folder(j) not in have]
 
     def _das(self, run_dir, seed, gpu, keep_pairs=False, **kw) -> Job:
         opts = {"seed": seed, "device": self.device, **self.preset.das, **kw}
@@ -154,7 +170,8 @@ def beyond(preset: Preset, out: Path, runs: pd.DataFrame, device: str, jobs: int
     explained = []
     if preset.explain is not None:
         for r in done[done["seed"].isin(preset.explain_seeds)].itertuples():
-            x, page = explain_runs([r.run_dir], jobs=jobs, progress=False, device=device, **preset.explain)
+            # its jobs ran with the grid's (Expander), so this only reads them: one process is enough
+            x, page = explain_runs([r.run_dir], jobs=1, progress=False, device=device, **preset.explain)
             explained.append({"run_name": r.run_name, "arch": r.arch, "task": r.task, "d_model": r.d_model,
                               "seed": r.seed, "best": x.best, "verdict": x.text,
                               "page": str((page / "explain.html").relative_to(out))})

@@ -24,6 +24,7 @@ from ..errors import NumvarsError
 from ..models import default_site
 from ..options import opt
 from ..programs import get_program
+from ..programs.sampling import POSITIONS
 from .verdict import ProgramVerdict, Rule, judge, sentence
 
 BUILT_IN = "up_down,up_up,ctx_distributed"
@@ -41,6 +42,8 @@ class ExplainOptions:
     n_train: int = opt(10_000, "training pairs per alignment")
     n_val: int = opt(1_000, "validation pairs (choose the best alignment)")
     n_test: int = opt(1_000, "test pairs (the reported IIA)")
+    positions: str = opt("all", "where the alignments swap: all (every non-BOS/EOS/PAD position) or tokens (demo "
+                                "and response tokens only)")
     accept: float = opt(0.6, "non-trivial IIA a variable needs to count as found")
     margin: float = opt(0.3, "IIA a variable needs above the better of its controls")
     attention: bool = opt(True, "run the attention test on Transformers")
@@ -55,6 +58,8 @@ class ExplainOptions:
         options.check_range("margin", self.margin, 0.0, 1.0)
         for name in ("n_train", "n_val", "n_test"):
             options.check_range(name, getattr(self, name), 1)
+        if self.positions not in POSITIONS:
+            raise NumvarsError(f"positions={self.positions!r}: choose {' or '.join(POSITIONS)}")
 
     def programs(self) -> dict:
         out = {}
@@ -86,7 +91,7 @@ class ExplainOptions:
 
     def das_options(self) -> dict:
         return {"n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test, "seed": self.seed,
-                "device": self.device}
+                "device": self.device, **({} if self.positions == "all" else {"positions": self.positions})}
 
 
 @dataclass

@@ -13,7 +13,7 @@ from ..align.sites import get_site
 from ..engine import job, run_graph
 from ..errors import NumvarsError
 from ..jobs import load_run, work
-from ..models import default_site
+from ..models import build, default_site
 from . import ExplainOptions, Explanation, requests, summarize, verdict
 
 
@@ -51,6 +51,13 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
     render(explanation, out, title=f"{cfg.model.arch} on {cfg.task.name}, d = {cfg.model.d_model}, "
                                    f"{len(run_dirs)} run(s)")
     return explanation, out
+
+
+def explain_jobs(run_dir, model_config, **opts) -> list:
+    """The jobs `explain` runs on one run (for a caller that schedules them with its own); the run need not
+    be trained yet: its sites come from an untrained model of `model_config` (a ModelConfig)."""
+    o = ExplainOptions(**opts)
+    return _jobs(o, o.programs(), build(model_config), Path(run_dir))
 
 
 def _jobs(o: ExplainOptions, programs: dict, model, run_dir: Path) -> list:
