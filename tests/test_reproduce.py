@@ -189,3 +189,13 @@ def test_the_plan_counts_every_job_and_what_is_already_done(uninterrupted, tmp_p
     done = plan(TINY_PRESET, whole, workers=2).counts.set_index("kind")
     grid_kinds = done.drop(index="cross")                     # cross-model maps are costed, not looked up
     assert (grid_kinds["done"] == grid_kinds["jobs"]).all() and grid_kinds["seconds"].sum() == 0
+
+
+def test_explains_jobs_run_with_the_grid_but_stay_out_of_its_tables(uninterrupted):
+    out, _ = uninterrupted
+    swaps = pd.read_csv(out / "tables" / "fullswap.csv")
+    assert not swaps.duplicated(["run_name", "site", "program"]).any()      # explain's full swaps are not here
+    iia = pd.read_csv(out / "tables" / "iia.csv")
+    assert set(iia.loc[iia["control"] != "none", "program"]) == {"up_down"}    # nor its controls of Up-Up
+    explained = pd.read_csv(out / "tables" / "explain.csv")
+    assert len(explained) == 2 and set(explained["arch"]) == {"gru", "transformer"}

@@ -68,8 +68,7 @@ class Expander:
         if is_main:
             opts = {"n": p.fullswap_n, "seed": spec.seed, "device": self.device, **p.fullswap}
             out.append(job("fullswap", gpu=gpu, run_dir=run_dir, options=tuple(sorted(opts.items()))))
-        if p.explain is not None and spec.seed in p.explain_seeds and spec.d_model == p.d_model \
-                and spec.variant == "default":
+        if p.explain is not None and _explained(p, spec.arch, spec.task, spec.d_model, spec.variant, spec.seed):
             out += self._explain(run_dir, dict(done.get("config")), out)
         if self._tracks_dynamics(spec):
             if checkpoints is None:
@@ -92,7 +91,8 @@ class Expander:
             return result_dir(j.get("run_dir"), "das", das_key(**dict(j.get("options"))))
         have = {folder(j) for j in planned if j.kind == "das"}
         model = from_mapping(config).model
-        return [j for j in explain_jobs(run_dir, model, device=self.device, **self.preset.explain)
+        return [job(j.kind, gpu=_gpu(self.device), **dict(j.params), explain=True)   # not in the grid's tables
+                for j in explain_jobs(run_dir, model, device=self.device, **self.preset.explain)
                 if j.kind != "das" or folder(j) not in have]
 
     def _das(self, run_dir, seed, gpu, keep_pairs=False, **kw) -> Job:
@@ -119,6 +119,8 @@ def assemble(roots: list[Job], results: dict, children: dict) -> dict[str, pd.Da
         tables["timings"].append({**labels, "job": "train", "seconds": s["seconds"]})
         metrics = None
         for child in children.get(root, []):
+            if child.get("explain"):                    # explain's own jobs: read by `beyond`, not tabled here
+                continue
             _collect(child, results[child], labels, tables)
             if child.get("checkpoint"):
                 metrics = metrics if metrics is not None else pd.read_parquet(Path(r["run_dir"]) / "metrics.parquet")
@@ -159,6 +161,13 @@ def run_jobs(preset: Preset, out: Path, device: str = "cpu", threads: int = 1, p
     return assemble(roots, results, children)
 
 
+def _explained(p: Preset, arch: str, task: str, d_model: int, variant: str, seed: int) -> bool:
+    """Whether `explain` runs on this model: a main model (the preset's archs × tasks at its d_model, default
+    variant) of an explain seed."""
+    return arch in p.archs and task in p.tasks and d_model == p.d_model and variant == "default" \
+        and seed in p.explain_seeds
+
+
 def beyond(preset: Preset, out: Path, runs: pd.DataFrame, device: str, jobs: int, progress: bool) \
         -> dict[str, pd.DataFrame]:
     """After the grid: `explain` on each main model of the explain seeds (its page under the run), and the
@@ -169,7 +178,9 @@ def beyond(preset: Preset, out: Path, runs: pd.DataFrame, device: str, jobs: int
                 & (runs["d_model"] == preset.d_model)]
     explained = []
     if preset.explain is not None:
-        for r in done[done["seed"].isin(preset.explain_seeds)].itertuples():
+        for r in done.itertuples():
+            if not _explained(preset, r.arch, r.task, r.d_model, r.variant, r.seed):
+                continue
             # its jobs ran with the grid's (Expander), so this only reads them: one process is enough
             x, page = explain_runs([r.run_dir], jobs=1, progress=False, device=device, **preset.explain)
             explained.append({"run_name": r.run_name, "arch": r.arch, "task": r.task, "d_model": r.d_model,
