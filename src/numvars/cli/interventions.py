@@ -67,6 +67,7 @@ def cmd_fullswap(args) -> None:
 
 
 def cmd_explain(args) -> None:
+    from ..engine import default_jobs
     from ..explain import ExplainOptions
     from ..explain.runs import explain_runs
     from ..options import parse, schema_of
@@ -76,7 +77,7 @@ def cmd_explain(args) -> None:
     opts = parse(split_words([w for w in words if "=" in w]), schema_of(ExplainOptions), "explain")
     if args.jobs is not None and args.jobs < 1:
         raise NumvarsError(f"--jobs {args.jobs} must be >= 1")
-    x, out = explain_runs(run_dirs, out=args.out, jobs=args.jobs or 1, progress=not args.quiet, **opts)
+    x, out = explain_runs(run_dirs, out=args.out, jobs=args.jobs or default_jobs(), progress=not args.quiet, **opts)
     print(f"verdict: {x.best if x.best != 'none' else 'no program fits'}")
     for rank, v in enumerate(x.verdicts, 1):
         print(f"  {rank}. {v.text}")
@@ -153,7 +154,7 @@ def register(sub) -> None:
     x.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     x.add_argument("overrides", nargs="*", metavar="key=value")
     x.add_argument("--out", default=None, help="folder for explain.json and explain.html (default RUN_DIR/explain)")
-    x.add_argument("--jobs", type=int, default=None, metavar="N", help="worker processes (default 1)")
+    x.add_argument("--jobs", type=int, default=None, metavar="N", help="worker processes (default: one per core)")
     x.add_argument("--quiet", action="store_true", help="no progress bar")
     x.set_defaults(func=cmd_explain)
 
