@@ -99,10 +99,11 @@ def _ray():
 
 
 @pytest.mark.ray
-def test_the_ray_engine_gives_the_same_tables(uninterrupted, tmp_path):
+def test_the_ray_engine_gives_the_same_tables(uninterrupted, tmp_path, monkeypatch):
     ray = _ray()
     whole, _ = uninterrupted
     out = tmp_path / "ray"
+    monkeypatch.setenv("RAY_worker_niceness", "0")    # Ray nices its workers; on a busy machine they would starve
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)    # a local Ray with 2 CPUs
     try:
         reproduce(TINY_PRESET, out=out, progress=False, engine="ray")
