@@ -1,7 +1,7 @@
 """The benchmark summary: the speed figures numvars is judged by, for one device, as JSON and a table.
 
     python benchmarks/summary.py                      # the CPU here (and the GPU when one is visible)
-    python benchmarks/summary.py --run-quick          # also time `numvars reproduce --preset quick` afresh
+    python benchmarks/summary.py --run-quick --results results/quick-timed   # also time a fresh quick preset
 
 - training: sequences/s of a d = 20 GRU training step (batch 128) and its time to criterion;
 - DAS: pairs/s of an alignment step (batch 512) and optimiser steps to plateau (classic vs default
@@ -32,6 +32,8 @@ REPORTS = Path(__file__).parent / "reports"
 
 def quick_wall(results: Path, run: bool, jobs: int | None) -> dict:
     if run:
+        if results.exists():
+            raise SystemExit(f"{results} exists, and a rerun there reuses every job; give --results a new folder")
         started = time.time()
         cmd = [sys.executable, "-m", "numvars.cli", "reproduce", "--preset", "quick", "--out", str(results), "--quiet"]
         cmd += ["--jobs", str(jobs)] if jobs else []
