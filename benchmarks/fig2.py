@@ -36,7 +36,7 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=Path("results/fig2"))
     p.add_argument("--runs", type=Path, default=None, help="an existing folder of run directories to reuse")
     p.add_argument("--jobs", type=int, default=None)
-    p.add_argument("--doc", type=Path, default=Path(__file__).parents[1] / "docs" / "fidelity.md",
+    p.add_argument("--doc", default=str(Path(__file__).parents[1] / "docs" / "fidelity.md"),
                    help="the page whose `fig2` block receives the table (--doc '' to skip)")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -47,7 +47,7 @@ def main(argv=None):
     wall = time.time() - started
     table = comparison_table(args.out, wall, args.jobs)
     if args.doc:
-        replace_block(args.doc, "fig2", table)
+        replace_block(Path(args.doc), "fig2", table)
     print(table)
     print(f"done in {wall:.0f} s; report: {report}")
 

@@ -5,7 +5,7 @@ the response phase, by how many responses are still to come at t and at u.
 
 Each run gets a role-matched full swap at its default site (resid.1 for the 2-layer Transformer) on
 1,000 pairs, scored teacher-forced against Context-Distributed (the continuation is unchanged). The
-tables go to stdout and to benchmarks/reports/fullswap_breakdown.md; the per-pair rows, to
+tables go to stdout, to benchmarks/reports/fullswap_breakdown.md and into docs/fidelity.md; the per-pair rows, to
 benchmarks/reports/fullswap_breakdown.csv.
 """
 from __future__ import annotations
@@ -21,6 +21,8 @@ from numvars import align
 from numvars.analysis.stats import mean_ci
 from numvars.errors import NumvarsError
 from numvars.jobs import load_run
+
+from docblock import replace_block
 
 REPORTS = Path(__file__).parent / "reports"
 
@@ -68,6 +70,8 @@ def main(argv=None):
     p.add_argument("runs", type=Path, help="a folder of run directories")
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--extra-epochs", type=int, default=0, help="only runs trained this many epochs past the criterion")
+    p.add_argument("--doc", default=str(Path(__file__).parents[1] / "docs" / "fidelity.md"),
+                   help="the page whose `breakdown` block receives the table (--doc '' to skip)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     frames = [f for r in sorted(args.runs.iterdir()) if (r / "summary.json").is_file()
@@ -80,6 +84,8 @@ def main(argv=None):
              f"`python benchmarks/fullswap_breakdown.py {args.runs}`.", "", *tables(df)]
     REPORTS.mkdir(exist_ok=True)
     (REPORTS / "fullswap_breakdown.md").write_text("\n".join(lines) + "\n")
+    if args.doc:
+        replace_block(Path(args.doc), "breakdown", "\n".join(lines))
     df.to_csv(REPORTS / "fullswap_breakdown.csv", index=False)
     print("\n".join(lines))
 
