@@ -6,7 +6,7 @@ the response phase, by how many responses are still to come at t and at u.
 Each run gets a role-matched full swap at its default site (resid.1 for the 2-layer Transformer) on
 1,000 pairs, scored teacher-forced against Context-Distributed (the continuation is unchanged). The
 tables go to stdout, to benchmarks/reports/fullswap_breakdown.md and into docs/fidelity.md; the per-pair rows, to
-benchmarks/reports/fullswap_breakdown.csv.
+fullswap_breakdown.csv in the runs folder.
 """
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def main(argv=None):
     (REPORTS / "fullswap_breakdown.md").write_text("\n".join(lines) + "\n")
     if args.doc:
         replace_block(Path(args.doc), "breakdown", "\n".join(lines))
-    df.to_csv(REPORTS / "fullswap_breakdown.csv", index=False)
+    df.to_csv(args.runs / "fullswap_breakdown.csv", index=False)      # per-pair rows stay with the runs
     print("\n".join(lines))
 
 
