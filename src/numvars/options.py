@@ -131,6 +131,12 @@ def check_range(key: str, value, low=None, high=None, why: str = "") -> None:
         raise NumvarsError(f"{key}={value} must be {span}" + (f" ({why})" if why else ""))
 
 
+def check_choice(key: str, value, choices: tuple) -> None:
+    """A one-line error unless value is one of choices."""
+    if value not in choices:
+        raise NumvarsError(f"unknown {key} {value!r}; choose one of {', '.join(choices)}")
+
+
 def canonicalize(obj) -> None:
     """Coerce every field of a frozen dataclass to its declared type, in place (so 0 and 0.0, or
     [9, 4] and (4, 9), make equal configs); a wrong type is a one-line error."""

@@ -34,11 +34,6 @@ def _non_default(o) -> dict:
     return {f.name: getattr(o, f.name) for f in fields(o) if f.name != "device" and getattr(o, f.name) != defaults[f.name]}
 
 
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise NumvarsError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
-
-
 _opt = options.opt
 
 
@@ -78,16 +73,16 @@ class DASOptions:
 
     def __post_init__(self):
         options.canonicalize(self)
-        _choice("map", self.map, MAPS)
+        options.check_choice("map", self.map, MAPS)
         for name, value in FITTING[self.map].items():          # the map's own defaults where none is given
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
-        _choice("positions", self.positions, POSITIONS)
-        _choice("pair_counts", self.pair_counts, PAIR_COUNTS)
-        _choice("demo_rule", self.demo_rule, DEMO_RULES)
-        _choice("loss_on", self.loss_on, LOSS_ON)
-        _choice("init", self.init, INITS)
-        _choice("schedule", self.schedule, SCHEDULES)
+        options.check_choice("positions", self.positions, POSITIONS)
+        options.check_choice("pair_counts", self.pair_counts, PAIR_COUNTS)
+        options.check_choice("demo_rule", self.demo_rule, DEMO_RULES)
+        options.check_choice("loss_on", self.loss_on, LOSS_ON)
+        options.check_choice("init", self.init, INITS)
+        options.check_choice("schedule", self.schedule, SCHEDULES)
         options.check_range("max_extra_demo", self.max_extra_demo, 0, 1000)
         if self.max_steps is not None:
             options.check_range("max_steps", self.max_steps, 1, 10_000_000)
@@ -126,12 +121,12 @@ class FullSwapOptions:
 
     def __post_init__(self):
         options.canonicalize(self)
-        _choice("match", self.match, MATCHES)
+        options.check_choice("match", self.match, MATCHES)
         if self.control in ("", "none"):
             object.__setattr__(self, "control", None)
         if self.control not in (None, "untrained"):
             raise NumvarsError(f"unknown control {self.control!r} for a full swap; choose untrained")
-        _choice("positions", self.positions, POSITIONS)
+        options.check_choice("positions", self.positions, POSITIONS)
         options.check_range("n", self.n, 1, MAX_PAIRS)
         options.check_range("seed", self.seed, 0)
         resolve_device(self.device)

@@ -58,8 +58,7 @@ class ExplainOptions:
         options.check_range("margin", self.margin, 0.0, 1.0)
         for name in ("n_train", "n_val", "n_test"):
             options.check_range(name, getattr(self, name), 1)
-        if self.positions not in POSITIONS:
-            raise NumvarsError(f"positions={self.positions!r}: choose {' or '.join(POSITIONS)}")
+        options.check_choice("positions", self.positions, POSITIONS)
 
     def programs(self) -> dict:
         out = {}

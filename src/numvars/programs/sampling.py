@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import NumvarsError
+from ..options import check_choice
 from ..tasks import BOS, DEMO, EOS, PAD, RESP, TRIGGER, VOID, Batch, Task
 from .base import Program, get_program
 from .counterfactual import Pairs, check_variables, from_traces, generator
@@ -27,8 +28,7 @@ def role_class(roles: torch.Tensor) -> torch.Tensor:
 
 
 def allowed_positions(roles: torch.Tensor, positions: str) -> torch.Tensor | None:
-    if positions not in POSITIONS:
-        raise NumvarsError(f"unknown positions {positions!r}; choose one of {', '.join(POSITIONS)}")
+    check_choice("positions", positions, POSITIONS)
     return None if positions == "all" else (roles == DEMO) | (roles == RESP)
 
 
@@ -59,8 +59,8 @@ def make_pairs(task: Task, program: Program | str, variables: Sequence[str] | st
     demo_rule says how a base left in the demo phase continues (`counterfactual.extra_demos`)."""
     program = get_program(program)
     swapped = check_variables(program, variables)
-    if match not in (None, *MATCHES):
-        raise NumvarsError(f"unknown match {match!r}; choose one of {', '.join(MATCHES)}")
+    if match is not None:
+        check_choice("match", match, MATCHES)
     if counts is None:
         counts = range(task.spec.min_count, task.spec.max_count + 1)
     rng = np.random.default_rng(seed)
