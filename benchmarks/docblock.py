@@ -1,7 +1,10 @@
-"""Write a generated block into a Markdown page between `<!-- NAME:begin -->` and `<!-- NAME:end -->`."""
+"""Generated Markdown for the benchmark write-ups: a mean with its interval as a table cell, and a block of a
+page (between `<!-- NAME:begin -->` and `<!-- NAME:end -->`) replaced by new text."""
 from __future__ import annotations
 
 from pathlib import Path
+
+from numvars.analysis.stats import mean_ci
 
 
 def replace_block(page: Path, name: str, text: str) -> None:
@@ -13,3 +16,13 @@ def replace_block(page: Path, name: str, text: str) -> None:
     head, rest = doc.split(begin, 1)
     _, tail = rest.split(end, 1)
     page.write_text(f"{head}{begin}\n{text.rstrip()}\n{end}{tail}")
+
+
+def cell(values) -> str:
+    """Mean and interval of per-seed values as a table cell ("—" for none; no interval where too few)."""
+    s = mean_ci(values)
+    if not s["n"]:
+        return "—"
+    if s["interval"] == "none":
+        return f"{s['mean']:.3f}"
+    return f"{s['mean']:.3f} [{s['ci_low']:.2f}–{s['ci_high']:.2f}]"

@@ -21,11 +21,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from numvars.analysis.stats import mean_ci
 from numvars.engine import job, run_graph
 from numvars.reproduce import work
 
-from docblock import replace_block
+from docblock import cell, replace_block
 
 RECURRENT = [(a, t) for a in ("gru", "lstm") for t in ("multi_object", "single_object")]
 TASKS = ("multi_object", "single_object", "same_object")
@@ -152,15 +151,6 @@ def _key(d: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(d.items())) or "-"
 
 
-def _cell(values) -> str:
-    s = mean_ci(values)
-    if not s["n"]:
-        return "—"
-    if s["interval"] == "none":
-        return f"{s['mean']:.3f}"
-    return f"{s['mean']:.3f} [{s['ci_low']:.2f}–{s['ci_high']:.2f}]"
-
-
 def recurrent_table(iia, pairs, rows, cells) -> list[str]:
     head = "| protocol | " + " | ".join(f"{a.upper()} {t.split('_')[0]}" for a, t in cells) + \
            " | mean | Δ vs baseline | demo ← response | demo ← T | non-trivial mean |"
@@ -175,7 +165,7 @@ def recurrent_table(iia, pairs, rows, cells) -> list[str]:
         baseline = mean if baseline is None else baseline
         weak = [p[(p["phase_t"] == "demo") & (p["phase_u"] == u)]["correct"].mean() for u in ("response", "T")]
         weak = ["—" if np.isnan(w) else f"{w:.2f}" for w in weak]
-        lines.append(f"| {name} | " + " | ".join(_cell(c) for c in per_cell) +
+        lines.append(f"| {name} | " + " | ".join(cell(c) for c in per_cell) +
                      f" | {mean:.3f} | {mean - baseline:+.3f} | {weak[0]} | {weak[1]} | "
                      f"{sel['iia_nontrivial'].mean():.3f} |")
     return lines
@@ -190,13 +180,13 @@ def transformer_table(swaps) -> list[str]:
                         & (swaps["swap"] == _key(opts))]
             cells = [sel[sel["task"] == t]["iia"] for t in TASKS]
             phase = [sel.get(f"base_{p}", pd.Series(dtype=float)).mean() for p in ("demo", "T", "response")]
-            lines.append(f"| {name} | {swap} | " + " | ".join(_cell(c) for c in cells) +
+            lines.append(f"| {name} | {swap} | " + " | ".join(cell(c) for c in cells) +
                          f" | {sel['iia'].mean():.3f} | " + " | ".join("—" if np.isnan(v) else f"{v:.2f}" for v in phase) + " |")
     rec = swaps[swaps["arch"] != "transformer"]
     for arch in ("gru", "lstm"):
         cells = [rec[(rec["arch"] == arch) & (rec["task"] == t)]["iia"] for t in TASKS]
         lines.append(f"| {arch.upper()}, 1000 epochs past the criterion | matched by role | " +
-                     " | ".join(_cell(c) for c in cells) + f" | {rec[rec['arch'] == arch]['iia'].mean():.3f} | | | |")
+                     " | ".join(cell(c) for c in cells) + f" | {rec[rec['arch'] == arch]['iia'].mean():.3f} | | | |")
     return lines
 
 

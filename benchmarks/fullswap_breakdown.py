@@ -18,11 +18,10 @@ import pandas as pd
 import torch
 
 from numvars import align
-from numvars.analysis.stats import mean_ci
 from numvars.errors import NumvarsError
 from numvars.jobs import load_run
 
-from docblock import replace_block
+from docblock import cell, replace_block
 
 REPORTS = Path(__file__).parent / "reports"
 
@@ -45,11 +44,6 @@ def pairs_of(run_dir: Path, n: int) -> pd.DataFrame | None:
                     extra_epochs=train.extra_epochs)
 
 
-def _cell(values: pd.Series) -> str:
-    s = mean_ci(values)
-    return f"{s['mean']:.3f}" + ("" if s["interval"] == "none" else f" [{s['ci_low']:.2f}–{s['ci_high']:.2f}]")
-
-
 def tables(df: pd.DataFrame) -> list[str]:
     per_run = lambda sel: sel.groupby("run")["correct"].mean()       # noqa: E731  (seed is the unit)
     lines = ["| task | positional encoding | runs | all pairs | demo, same token | demo, another token | T | "
@@ -61,7 +55,7 @@ def tables(df: pd.DataFrame) -> list[str]:
                  per_run(d[d["phase_t"] == "T"]), per_run(resp), per_run(resp[resp["still_to_come"] > 0]),
                  per_run(resp[resp["still_to_come"] <= 0])]
         lines.append(f"| {task} | {pos} | {d['run'].nunique()} | " +
-                     " | ".join(_cell(c) if len(c) else "—" for c in cells) + " |")
+                     " | ".join(cell(c) for c in cells) + " |")
     return lines
 
 
