@@ -5,6 +5,8 @@ tiny and every run is trained once and shared. No test asserts a time.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 
@@ -30,6 +32,17 @@ PARTLY = {
 }
 
 
+@contextmanager
+def in_float32():
+    """Shared runs are trained in float32 whatever the calling test computes in (see test_grouped's float64)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
 def tiny_config(out, **overrides):
     """A RunConfig with the TINY sizes, writing under `out`; overrides are key=value strings or values."""
     return from_mapping({**TINY, "out": str(out), **overrides})
@@ -48,7 +61,8 @@ def partly_trained(tmp_path_factory):
 
     def get(name: str):
         if name not in made:
-            made[name] = train(from_mapping({**PARTLY[name], "out": str(out)}), progress=False).run_dir
+            with in_float32():
+                made[name] = train(from_mapping({**PARTLY[name], "out": str(out)}), progress=False).run_dir
         return made[name]
 
     return get

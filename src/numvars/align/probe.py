@@ -49,7 +49,8 @@ def _extend(basis: list[Tensor], candidates: Tensor, n: int) -> list[Tensor]:
 
 def probe_basis(base: Tensor, base_value: Tensor, source: Tensor, source_value: Tensor, var_index: Tensor,
                 n_vars: int, k: int) -> Tensor:
-    """(d, d) orthonormal matrix: k probe directions per variable (in order), then the rest."""
+    """(d, d) orthonormal matrix, in the states' dtype: k probe directions per variable (in order), then the
+    rest."""
     d = base.shape[1]
     states, values, which = torch.cat([base, source]), torch.cat([base_value, source_value]), var_index.repeat(2)
     x = states.double() - states.double().mean(0)
@@ -62,4 +63,4 @@ def probe_basis(base: Tensor, base_value: Tensor, source: Tensor, source_value: 
         basis = _extend(basis, probe_directions(states[rows], values[rows], k), k)
         basis = _extend(basis, filler, k - (len(basis) - before))          # a block of exactly k columns
     basis = _extend(basis, filler, d - len(basis))
-    return torch.stack(basis, 1).float()
+    return torch.stack(basis, 1).to(base.dtype)
