@@ -117,7 +117,8 @@ def test_transformer_forward_from_the_residual_after_layer_L_equals_forward(pos,
     model, task = make("transformer", pos=pos)
     tokens = tokens_of(task)
     with torch.no_grad():
-        assert torch.allclose(model.forward_from(model.residual(tokens, layer), layer), model(tokens), atol=ATOL)
+        resid = model.run(model.embed(tokens), stop=layer)
+        assert torch.allclose(model.unembed(model.run(resid, start=layer)), model(tokens), atol=ATOL)
     assert model.site_names == ("resid.0", "resid.1", "resid.2")
     assert models.default_site(model) == "resid.1"
     with torch.no_grad():
@@ -134,7 +135,7 @@ def test_transformer_plain_attention_equals_the_fused_sdpa_path(pos):
         x = model.embed(tokens)
         for block in model.blocks:
             fused = block.attn(block.ln1(x))
-            plain, weights = block.attn(block.ln1(x), return_weights=True)
+            plain, weights = block.attn(block.ln1(x), weights=True)
             assert torch.allclose(plain, fused, atol=ATOL)
             assert weights.shape == (len(tokens), 2, tokens.shape[1], tokens.shape[1])
             x = block(x)

@@ -12,7 +12,6 @@ chosen layers, and scores the fraction of trials whose response length moved by 
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -20,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import NumvarsError
+from ..models import TransformerLM
 from ..tasks import DEMO, PAD, RESP, TRIGGER, Task
 from .sites import frozen
 
@@ -62,25 +62,14 @@ def _edit_fn(op: str, start: Tensor, demo_pos: Tensor):
     return edit
 
 
-@contextmanager
-def edited(model: nn.Module, layers, edit):
-    blocks = model.blocks
-    try:
-        for layer in layers:
-            blocks[layer].attn.edit = edit
-        yield model
-    finally:
-        for block in blocks:
-            block.attn.edit = None
-
-
 @torch.no_grad()
-def _generate(model: nn.Module, prefix: Tensor, first: Tensor, n_steps: int) -> Tensor:
-    """Greedy tokens from position `first` on (all rows at once, as evaluate.greedy_trials does)."""
+def _generate(model: nn.Module, prefix: Tensor, first: Tensor, n_steps: int, edits: dict | None = None) -> Tensor:
+    """Greedy tokens from position `first` on (all rows at once, as evaluate.greedy_trials does), with the
+    attention edits (layer -> edit) applied at every step."""
     buffer = prefix.clone()
     rows = torch.arange(len(first))
     for j in range(n_steps):
-        logits = model(buffer)
+        logits = model(buffer, edits=edits)
         buffer[rows, first + j] = logits[rows, first + j - 1].argmax(-1)
     return buffer
 
@@ -89,8 +78,9 @@ def attention_test(model: nn.Module, task: Task, n: int = 300, seed: int = 0, la
                    counts=None, device: str = "cpu") -> AttentionResult:
     """Add or remove one demo token's key/value at every response-phase query; the fraction of trials
     whose response length moves by exactly +1 / −1. layers: block indices (default: all)."""
-    if not (hasattr(model, "blocks") and all(hasattr(b, "attn") for b in model.blocks)):
-        raise NumvarsError("the attention test needs a Transformer (blocks with attention); this model has none")
+    if not isinstance(model, TransformerLM):
+        raise NumvarsError("the attention test needs a Transformer (numvars' own, arch=transformer); this model "
+                           "is not one")
     layers = tuple(range(len(model.blocks))) if layers is None else tuple(layers)
     if not layers or any(not 0 <= layer < len(model.blocks) for layer in layers):
         raise NumvarsError(f"layers={list(layers)}: choose among 0..{len(model.blocks) - 1}")
@@ -114,8 +104,8 @@ def attention_test(model: nn.Module, task: Task, n: int = 300, seed: int = 0, la
         base = _generate(model, prefix, first_d, n_steps).cpu()
         lengths = {"none": _resp_length(base, first, eos, task.resp_id)}
         for op in EDITS:
-            with edited(model, layers, _edit_fn(op, decide_d, demo_d)):
-                out = _generate(model, prefix, first_d, n_steps).cpu()
+            out = _generate(model, prefix, first_d, n_steps, {layer: _edit_fn(op, decide_d, demo_d)
+                                                              for layer in layers}).cpu()
             lengths[op] = _resp_length(out, first, eos, task.resp_id)
     right = lengths["none"] == batch.counts - int(not task.spec.trigger)    # the unedited run counts correctly
     for op, expected in (("add", 1), ("remove", -1)):
