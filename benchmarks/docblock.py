@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from numvars.analysis.stats import mean_ci
+from numvars.stats import mean_ci
 
 
 def replace_block(page: Path, name: str, text: str) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from scipy import stats
 
 from .models import ARCHS
+from .stats import pearson
 from .tasks import VARIANTS
 
 TASKS = tuple(VARIANTS)
@@ -144,22 +144,13 @@ def fig_dynamics(dyn: pd.DataFrame):
     axes[0][2].set_xlabel("trial accuracy (fraction of trials)")
     axes[0][2].set_ylabel(IIA_LABEL)
     axes[0][0].legend(fontsize=8)
-    r = _pearson_r(dyn["trial_accuracy"], dyn["iia"])
+    r, _ = pearson(dyn["trial_accuracy"], dyn["iia"])
     axes[0][2].set_title(f"pooled Pearson r = {r:.2f}" if np.isfinite(r) else "pooled Pearson r = n/a")
     return fig, ("Trial accuracy and Up-Down count IIA at each saved checkpoint, one line per run (log epoch axis), "
                  "and their pooled correlation.")
 
 
-def _pearson_r(x, y) -> float:
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(stats.pearsonr(x, y)[0])
-
-
-def fig_gradience_heatmap(grid: pd.DataFrame, d_model: int):
+def fig_gradience_heatmap(grid: pd.DataFrame, d_model: int, label: str = "GRU, Multi-Object, all seeds pooled"):
     if grid.empty:
         raise Skip(f"no gradience pairs for GRU Multi-Object at d_model={d_model}")
     pivot = grid.pivot(index="base_value", columns="source_value", values="iia")
@@ -172,7 +163,7 @@ def fig_gradience_heatmap(grid: pd.DataFrame, d_model: int):
     ax.set_ylabel("base count value (tokens)")
     fig.colorbar(image, ax=ax, label=IIA_LABEL)
     return fig, (f"Fraction of test pairs intervened correctly, by the base's and the source's count at the "
-                 f"swapped positions (GRU, Multi-Object, d = {d_model}, all seeds pooled; blank: no pairs).")
+                 f"swapped positions ({label}, d = {d_model}; blank: no pairs).")
 
 
 def fig_gradience_diff(diff: pd.DataFrame):
@@ -319,7 +310,7 @@ def fig_k_curves(table: pd.DataFrame):
             g = g.sort_values("k")
             ax.errorbar(g["k"], g["iia"], yerr=np.vstack([g["iia"] - g["ci_low"], g["ci_high"] - g["iia"]]).clip(0),
                         marker="o", ms=3, capsize=2, color=f"C{i}", label=f"{map_} at {site}")
-        for control, marker in (("untrained", "x"), ("random", "+")):
+        for control, marker in (("untrained", "x"),):
             c = rows[rows["control"] == control]
             if len(c):
                 ax.scatter(c["k"], c["iia"], marker=marker, color="k", zorder=3, label=f"{control} control")
@@ -331,5 +322,5 @@ def fig_k_curves(table: pd.DataFrame):
     handles = {lbl: h for ax in axes[0] for h, lbl in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
     return fig, ("Test IIA of every aligned variable against the size k of the aligned subspace, per alignment map and "
-                 "site, with 95% bootstrap intervals over test pairs; black marks: the controls at k = d/2 (the "
-                 "same DAS on an untrained copy, a fixed random rotation).")
+                 "site, with 95% bootstrap intervals over runs and test pairs; black marks: the same DAS on an "
+                 "untrained copy at k = d/2 (one per map).")
