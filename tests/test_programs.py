@@ -5,6 +5,8 @@ import torch
 from numvars import programs as P
 from numvars.errors import NumvarsError
 from numvars.programs import Program
+from numvars.programs.counterfactual import differ, retarget
+from numvars.programs.sampling import isolation_pairs
 from numvars.tasks import BOS, DEMO, EOS, PAD, RESP, TRIGGER, VOID, get_task
 
 SHORT = {"BOS": BOS, "D": DEMO, "V": VOID, "T": TRIGGER, "R": RESP, "EOS": EOS}
@@ -239,3 +241,51 @@ def test_pair_info_names_roles_phases_and_the_programs_response_length():
     assert (row.role_t, row.phase_t, row.role_u, row.phase_u) == ("DEMO", "demo", "TRIGGER", "T")
     assert row.base_value == 2 and row.source_value == 3
     assert row.cf_resp_len == 3 and not row.trivial
+
+
+# --- rival programs on the same pairs, and isolation pairs --------------------------------------------------
+
+def test_another_programs_counterfactual_of_the_same_pairs_is_what_its_own_sampler_draws():
+    task = get_task("multi_object")
+    mine = P.make_pairs(task, "up_down", "count", 500, seed=3, positions="tokens")
+    again = retarget(mine, "up_down", "count", task)
+    for name in ("cont_roles", "scored", "own_roles", "cont", "source_value"):
+        assert torch.equal(getattr(again, name), getattr(mine, name)), name
+    theirs = retarget(mine, "up_up", "demo_count", task)
+    own = P.make_pairs(task, "up_up", "demo_count", 500, seed=3, positions="tokens")
+    assert torch.equal(theirs.cont_roles, own.cont_roles) and torch.equal(theirs.scored, own.scored)
+    split = differ(mine, theirs)
+    assert 0 < int(split.sum()) < 500
+    # the same forced (unpredictable) role at the same step is the same token in both continuations
+    both = min(mine.cont.shape[1], theirs.cont.shape[1])
+    shared = (mine.cont_roles[:, :both] == theirs.cont_roles[:, :both]) & ~mine.scored[:, :both] \
+        & ~theirs.scored[:, :both]
+    assert shared.any() and torch.equal(mine.cont[:, :both][shared], theirs.cont[:, :both][shared])
+
+
+def test_up_down_and_up_up_agree_while_both_runs_are_in_the_demo_phase():
+    task = get_task("single_object")
+    mine = P.make_pairs(task, "up_down", "count", 800, seed=1)
+    split = differ(mine, retarget(mine, "up_up", "demo_count", task))
+    info = mine.info()
+    demo_demo = torch.as_tensor(((info["phase_t"] == "demo") & (info["phase_u"] == "demo")).to_numpy().copy())
+    assert demo_demo.any() and not split[demo_demo].any()
+    assert split[~demo_demo].any()
+
+
+@pytest.mark.parametrize("program, variable", [("up_down", "count"), ("up_up", "demo_count"), ("up_up", "resp_count")])
+def test_isolation_pairs_hold_the_same_value_and_differ_elsewhere_so_nothing_should_change(program, variable):
+    task = get_task("multi_object")
+    pairs = isolation_pairs(task, program, variable, 300, seed=2, positions="tokens")
+    assert 250 <= len(pairs) <= 300 and bool(pairs.trivial.all())
+    assert torch.equal(pairs.base_value, pairs.source_value)
+    prog = P.get_program(program)
+    base, source = P.at(P.trace(prog, pairs.base_roles), pairs.t), P.at(P.trace(prog, pairs.source_roles), pairs.u)
+    elsewhere = torch.zeros(len(pairs), dtype=torch.bool)
+    for key in base:
+        if key != variable:
+            elsewhere |= base[key] != source[key]
+    assert bool(elsewhere.all())
+    if (program, variable) == ("up_down", "count"):       # the same count in the other phase
+        info = pairs.info()
+        assert (info["phase_t"] != info["phase_u"]).all()

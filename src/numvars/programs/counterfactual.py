@@ -242,3 +242,50 @@ def from_traces(program, base_roles, source_roles, base_states, source_states, v
                  var_index=var_index, cont_roles=roles, scored=scored, own_roles=own, base_vars=base_state,
                  cf_vars=cf_state, base_value=_value(base_state, variables, var_index, n),
                  source_value=_value(cf_state, variables, var_index, n))
+
+
+def leading_demos(pairs: Pairs) -> torch.Tensor:
+    """(N,) how many extra demo tokens each continuation starts with (what `extra_demos` drew for it)."""
+    forced_demo = (pairs.cont_roles == DEMO) & ~pairs.scored
+    return forced_demo.long().cumprod(1).sum(1)
+
+
+def retarget(pairs: Pairs, program: Program | str, variables: Sequence[str] | str | None, task=None) -> Pairs:
+    """The same base and source sequences, positions t and u and extra demo tokens as `pairs`, under another
+    program (or another variable): what *it* says follows the swap. Where both continuations hold the same
+    unpredictable (forced) role at the same step, they hold the same token too, so two programs'
+    continuations differ only where their predictions do (the pairs on which they can be told apart)."""
+    program = get_program(program)
+    variables = check_variables(program, variables)
+    n = len(pairs)
+    base_state = at(trace(program, pairs.base_roles), pairs.t)
+    cf_state = swap(base_state, at(trace(program, pairs.source_roles), pairs.u), variables)
+    end = TRIGGER if (pairs.cont_roles == TRIGGER).any() else RESP      # how the task ends its demo phase
+    n_extra = leading_demos(pairs)
+    steps = pairs.base_roles.shape[1] + pairs.source_roles.shape[1] + (int(n_extra.max()) if n else 0) + 2
+    roles, scored = rollout(program, cf_state, n_extra, end, steps)
+    own, _ = rollout(program, base_state, n_extra, end, steps)
+    var_index = torch.zeros(n, dtype=torch.long)
+    out = Pairs(base_roles=pairs.base_roles, source_roles=pairs.source_roles, t=pairs.t, u=pairs.u,
+                variables=variables, var_index=var_index, cont_roles=roles, scored=scored, own_roles=own,
+                base_vars=base_state, cf_vars=cf_state, base_value=_value(base_state, variables, var_index, n),
+                source_value=_value(cf_state, variables, var_index, n), base=pairs.base, source=pairs.source)
+    if pairs.cont is not None and task is not None:
+        out = replace(out, cont=_shared_tokens(task, roles, scored, pairs))
+    return out
+
+
+def _shared_tokens(task, roles: torch.Tensor, scored: torch.Tensor, old: Pairs) -> torch.Tensor:
+    """Tokens for `roles`, copying `old`'s token wherever both hold the same forced role at the same step."""
+    tokens = task.role_tokens(roles)
+    width = min(roles.shape[1], old.cont_roles.shape[1])
+    same = (roles[:, :width] == old.cont_roles[:, :width]) & ~scored[:, :width] & ~old.scored[:, :width]
+    tokens[:, :width] = torch.where(same, old.cont[:, :width], tokens[:, :width])
+    return tokens
+
+
+def differ(a: Pairs, b: Pairs) -> torch.Tensor:
+    """(N,) True where two programs' continuations of the same pairs differ (the distinguishing pairs)."""
+    width = max(a.cont_roles.shape[1], b.cont_roles.shape[1])
+    pad = lambda x: torch.nn.functional.pad(x, (0, width - x.shape[1]), value=PAD)  # noqa: E731
+    return ~(pad(a.cont_roles) == pad(b.cont_roles)).all(1)

@@ -87,3 +87,49 @@ def make_pairs(task: Task, program: Program | str, variables: Sequence[str] | st
                         count_range=(int(pool.min()), int(pool.max())))
     cont = task.role_tokens(pairs.cont_roles, generator=torch.Generator().manual_seed(seed + 1))
     return replace(pairs, base=base.tokens, source=source.tokens, cont=cont)
+
+
+def isolation_pairs(task: Task, program: Program | str, variable: str, n: int, seed: int = 0,
+                    positions: str = "all", rounds: int = 64) -> Pairs:
+    """n pairs whose source holds the *same* value of `variable` at u as the base at t, while some other
+    part of the program's state (another variable, or the phase) differs. Swapping `variable` then changes
+    nothing the program predicts (every pair is trivial), so a model whose aligned subspace holds that
+    variable and nothing else continues exactly as it would have: the isolation control (RAVEL's
+    "isolate"). Rows for which no such source is found in `rounds` draws are dropped (the result may be
+    shorter than n, or empty)."""
+    program = get_program(program)
+    (name,) = check_variables(program, variable)
+    rng = np.random.default_rng(seed)
+    counts = np.arange(task.spec.min_count, task.spec.max_count + 1)
+    base = task.sample(n, seed=int(rng.integers(2**31)), counts=rng.choice(counts, n))
+    gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    base_states = trace(program, base)
+    t = sample_positions(base, gen, allowed_positions(base.roles, positions))
+    want = at(base_states, t)
+    pick, where, found = torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.bool)
+    pool = task.sample(n * 4, seed=int(rng.integers(2**31)), counts=rng.choice(counts, n * 4))
+    pool_states = trace(program, pool)
+    ok = (pool.roles != PAD) & (pool.roles != BOS) & (pool.roles != EOS)
+    allowed = allowed_positions(pool.roles, positions)
+    ok = ok if allowed is None else ok & allowed
+    for _ in range(rounds):
+        rows = (~found).nonzero()[:, 0]
+        if not len(rows):
+            break
+        j = torch.randint(len(pool), (len(rows),), generator=gen)
+        same = pool_states[name][j] == want[name][rows, None]
+        other = torch.zeros_like(same)
+        for key, values in pool_states.items():
+            if key != name:
+                other |= values[j] != want[key][rows, None]
+        good = ok[j] & same & other
+        hit = good.any(1)
+        keys = torch.rand(good.shape, generator=gen).masked_fill(~good, -1.0)
+        pick[rows[hit]], where[rows[hit]], found[rows[hit]] = j[hit], keys.argmax(1)[hit], True
+    keep = found.nonzero()[:, 0]
+    source_roles = pool.roles[pick[keep]]
+    source_states = {k: v[pick[keep]] for k, v in pool_states.items()}
+    pairs = from_traces(program, base.roles[keep], source_roles, {k: v[keep] for k, v in base_states.items()},
+                        source_states, (name,), t[keep], where[keep], int(rng.integers(2**31)), 3, task.spec.trigger)
+    cont = task.role_tokens(pairs.cont_roles, generator=torch.Generator().manual_seed(seed + 1))
+    return replace(pairs, base=base.tokens[keep], source=pool.tokens[pick[keep]], cont=cont)
