@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -113,7 +114,7 @@ def _pool(roots, work, expand, jobs, threads, bar):
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     done = running.pop(future)
-                    results[done] = future.result()           # a job's error ends the run, here
+                    results[done] = _result(future)           # a job's error ends the run, here
                     children[done] = expand(done, results[done])
                     bar.total += len(children[done])
                     bar.update(1)
@@ -126,6 +127,16 @@ def _pool(roots, work, expand, jobs, threads, bar):
                 process.terminate()                          # do not wait for long jobs: rerun to resume
             raise
     return results, children
+
+
+def _result(future):
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise NumvarsError("a worker process died before finishing its job (killed, out of memory, or it could not "
+                           "start: a script that calls numvars with several workers must do so under `if __name__ == "
+                           "'__main__':`, since each worker imports it again); rerun, or use one worker (jobs=1)") \
+            from None
 
 
 def _label(j: Job) -> str:

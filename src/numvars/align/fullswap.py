@@ -42,11 +42,11 @@ class FullSwapResult:
 
 
 @torch.no_grad()
-def full_swap(model: nn.Module, task: Task, programs=("ctx_distributed", "up_down"), counts=None,
-              **opts) -> FullSwapResult:
+def full_swap(model: nn.Module, task: Task, counts=None, **opts) -> FullSwapResult:
     """Swap the whole state and score the model's continuation against each program's prediction;
-    `opts` are `FullSwapOptions` fields (site, n, seed, device)."""
+    `opts` are `FullSwapOptions` fields (programs, site, n, seed, match, device)."""
     o = FullSwapOptions(**opts)
+    programs = [p.strip() for p in o.programs.split(",") if p.strip()]
     if o.control == "untrained":
         from .search import untrained_copy
         model = untrained_copy(model, o.seed + 12_345)

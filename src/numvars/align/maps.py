@@ -88,6 +88,19 @@ def make_map(kind: str, d: int, seed: int) -> nn.Module:
     raise NumvarsError(f"unknown map {kind!r}; choose one of {', '.join(MAPS)}")
 
 
+def from_matrix(kind: str, matrix: Tensor) -> nn.Module:
+    """A fitted map, fixed, from its saved matrix: an orthogonal one (or a fixed control) inverts by its
+    transpose, a general linear one by a solve, exactly as while it was fitted."""
+    if kind == "linear":
+        fitted = LinearMap.__new__(LinearMap)
+        nn.Module.__init__(fitted)
+        fitted.register_buffer("weight", matrix.clone())
+        return fitted
+    if kind in ("orthogonal", "random", "identity"):
+        return FixedMap(matrix.clone())
+    raise NumvarsError(f"unknown map {kind!r}; choose one of {', '.join((*MAPS, 'random', 'identity'))}")
+
+
 def set_matrix(align: nn.Module, matrix: Tensor) -> nn.Module:
     """Start a learnable map from a given orthogonal matrix (an orthogonal map keeps its parametrization)."""
     with torch.no_grad():

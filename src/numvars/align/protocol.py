@@ -117,9 +117,13 @@ class FullSwapOptions:
                                "sits there)")
     positions: str = _opt("all", "all (every non-BOS/EOS/PAD position) or tokens (demo and response tokens)")
     control: str | None = _opt(None, "untrained: swap in a freshly initialised copy of the model instead")
+    programs: str = _opt("ctx_distributed,up_down", "programs whose predictions the swapped continuations are "
+                                                    "scored against, comma-separated (the first is the headline)")
     device: str = _opt("cpu", "cpu, cuda or auto")
 
     def __post_init__(self):
+        if isinstance(self.programs, (list, tuple)):
+            object.__setattr__(self, "programs", ",".join(self.programs))
         options.canonicalize(self)
         options.check_choice("match", self.match, MATCHES)
         if self.control in ("", "none"):

@@ -24,6 +24,7 @@ class Scores:
     free_tokens: Tensor | None  # (N, M) the free-running predictions (None when not run)
     token_accuracy: float
     loss: float                 # mean cross-entropy over scored tokens (teacher-forced)
+    logprob: Tensor | None = None   # (N,) log-probability of the whole expected continuation (its scored tokens)
 
 
 def intervene(align, masks: Tensor, pairs: Pairs) -> Tensor:
@@ -35,10 +36,17 @@ def loss(logits: Tensor, targets: Tensor, on: Tensor) -> Tensor:
     return F.cross_entropy(logits[on], targets[on])
 
 
+def sequence_logprob(logits: Tensor, targets: Tensor, on: Tensor) -> Tensor:
+    """(N,) summed log-probability of the targets where `on`: the continuous counterpart of a trial's verdict
+    (0 when the model is certain of every expected token, very negative when it expects something else)."""
+    token = torch.log_softmax(logits.float(), -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return torch.where(on, token, 0.0).sum(1)
+
+
 @torch.no_grad()
 def score(site, align, masks: Tensor, pairs: Pairs, free: bool = True, chunk: int = 1024) -> Scores:
     """IIA verdicts per pair, teacher-forced and (optionally) free-running."""
-    correct, correct_free, gens, tok_right, tok_total, loss_sum = [], [], [], 0, 0, 0.0
+    correct, correct_free, gens, logprobs, tok_right, tok_total, loss_sum = [], [], [], [], 0, 0, 0.0
     with parametrize.cached():
         for i in range(0, len(pairs), chunk):
             c = pairs.select(slice(i, i + chunk))
@@ -46,6 +54,7 @@ def score(site, align, masks: Tensor, pairs: Pairs, free: bool = True, chunk: in
             state = intervene(align, masks, c)
             logits = site.run(c, state)
             loss_sum += float(F.cross_entropy(logits[scored], c.cont[scored], reduction="sum"))
+            logprobs.append(sequence_logprob(logits, c.cont, scored))
             right = (logits.argmax(-1) == c.cont) | ~scored
             correct.append(right.all(1))
             tok_right += int((right & scored).sum())
@@ -54,11 +63,11 @@ def score(site, align, masks: Tensor, pairs: Pairs, free: bool = True, chunk: in
                 gen = site.free_run(c, state, scored)
                 gens.append(gen)
                 correct_free.append(((gen == c.cont) | ~scored).all(1))
-    correct = torch.cat(correct).cpu()
+    correct, logprob = torch.cat(correct).cpu(), torch.cat(logprobs).cpu()
+    accuracy, mean_loss = tok_right / max(tok_total, 1), loss_sum / max(tok_total, 1)
     if free:
-        return Scores(correct, torch.cat(correct_free).cpu(), _pad_cat(gens).cpu(), tok_right / max(tok_total, 1),
-                      loss_sum / max(tok_total, 1))
-    return Scores(correct, correct, None, tok_right / max(tok_total, 1), loss_sum / max(tok_total, 1))
+        return Scores(correct, torch.cat(correct_free).cpu(), _pad_cat(gens).cpu(), accuracy, mean_loss, logprob)
+    return Scores(correct, correct, None, accuracy, mean_loss, logprob)
 
 
 def _pad_cat(xs: list[Tensor]) -> Tensor:

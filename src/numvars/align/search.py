@@ -65,6 +65,11 @@ class DASResult:
         return float(self.pairs.loc[~self.pairs["trivial"], "correct"].mean())
 
     @property
+    def logprob(self) -> float:
+        """Mean log-probability of the expected continuation over the test pairs (teacher-forced)."""
+        return float(self.pairs["logprob"].mean()) if "logprob" in self.pairs else float("nan")
+
+    @property
     def trivial_fraction(self) -> float:
         return float(self.pairs["trivial"].mean())
 
@@ -74,7 +79,7 @@ class DASResult:
         return phase_table(self.pairs)
 
     def summary(self) -> dict:
-        keys = ("iia", "iia_free", "token_accuracy", "val_iia", "iia_nontrivial", "trivial_fraction", "program",
+        keys = ("iia", "iia_free", "token_accuracy", "val_iia", "iia_nontrivial", "trivial_fraction", "logprob", "program",
                 "k", "map", "site", "control", "seed", "epochs", "steps", "seconds")
         return {**{k: getattr(self, k) for k in keys}, "variables": list(self.variables),
                 "iia_per_variable": self.per_variable()}
@@ -132,6 +137,8 @@ def pair_frame(pairs: Pairs, test, resp_token: int, eos_token: int) -> pd.DataFr
     info = pairs.info()
     info["abs_diff"] = (info["base_value"] - info["source_value"]).abs()
     info["correct"], info["correct_free"] = test.correct.numpy(), test.correct_free.numpy()
+    if test.logprob is not None:
+        info["logprob"] = test.logprob.numpy()
     if test.free_tokens is not None:
         length, ended = response_length(test.free_tokens, pairs.scored.cpu(), resp_token, eos_token)
         info["model_resp_len"], info["model_ended"] = length.numpy(), ended.numpy()
@@ -143,16 +150,37 @@ def das(model: nn.Module, task: Task, program="up_down", variable="count", progr
         **opts) -> DASResult:
     """Align `variable` (one name, or several as "a,b" in disjoint blocks) of `program` with `model`;
     `opts` are `DASOptions` fields (k, map, seed, site, control, n_train, ...)."""
-    started = time.perf_counter()
-    o, program, variables = resolve(program, variable, opts)
-    model = untrained_copy(model, o.seed + 12_345) if o.control == "untrained" else model
-    with frozen(model, o.device):
-        p = prepare(model, task, program, variables, o, counts)
-        if p.fixed:                                         # fixed maps: nothing to fit
-            history, epochs, steps, val_iia = [], 0, 0, validate(p)
-        else:
-            p.align, history, epochs, steps, val_iia = _fit(p.site, p.align, p.masks, p.train, p.val, o, progress)
-        return result(p, task, history, epochs, steps, val_iia, started)
+    return das_set(model, task, program, variable, [opts], counts, progress)[0]
+
+
+def das_set(model: nn.Module, task: Task, program="up_down", variable="count", options: list[dict] = (),
+            counts=None, progress: bool = False) -> list[DASResult]:
+    """`das` for each option set (k, map, control, ...) of one program variable, in order. Alignments that
+    draw the same pairs (seed, sizes, position rule) sample them once, and those on the same model and site
+    also cache its states once: a k sweep over both maps, with its untrained controls, pays for one pair set
+    and two caches (the model and its untrained copy), not one per alignment."""
+    samples, caches, copies, out = {}, {}, {}, []
+    for opts in options:
+        started = time.perf_counter()
+        o, prog, variables = resolve(program, variable, opts)
+        net = model
+        if o.control == "untrained":
+            net = copies.setdefault(o.seed, untrained_copy(model, o.seed + 12_345))
+        with frozen(net, o.device):
+            key = pair_key(o)
+            if key not in samples:
+                samples[key] = sample_pairs(task, prog, variables, o, counts)
+            site = get_site(net, o.site)
+            where = (key, id(net), site.name, o.device)
+            if where not in caches:
+                caches[where] = cache(site, samples[key].to(o.device))
+            p = prepare(net, task, prog, variables, o, sampled=samples[key], cached=caches[where])
+            if p.fixed:                                         # fixed maps: nothing to fit
+                history, epochs, steps, val_iia = [], 0, 0, validate(p)
+            else:
+                p.align, history, epochs, steps, val_iia = _fit(p.site, p.align, p.masks, p.train, p.val, o, progress)
+            out.append(result(p, task, history, epochs, steps, val_iia, started))
+    return out
 
 
 @dataclass
@@ -192,18 +220,31 @@ def resolve(program, variable, opts: dict) -> tuple[DASOptions, object, tuple[st
     return o, program, parse_variables(program, o.variable)
 
 
-def prepare(model: nn.Module, task: Task, program, variables, o: DASOptions, counts=None) -> Prepared:
-    """Sample the pairs, cache the site's states and initialise the map (the model must be `frozen`)."""
+def pair_key(o: DASOptions) -> tuple:
+    """The options that decide which pairs an alignment draws (alignments equal in these share them)."""
+    return (o.n_train, o.n_val, o.n_test, o.seed, o.positions, o.pair_counts, o.demo_rule, o.max_extra_demo)
+
+
+def sample_pairs(task: Task, program, variables, o: DASOptions, counts=None) -> Pairs:
+    """The train, validation and test pairs of an alignment, in that order, without states."""
+    if counts is None and o.pair_counts == "train":
+        counts = task.spec.train_counts
+    return make_pairs(task, program, variables, o.n_train + o.n_val + o.n_test, o.seed, counts,
+                      positions=o.positions, demo_rule=o.demo_rule, max_extra_demo=o.max_extra_demo)
+
+
+def prepare(model: nn.Module, task: Task, program, variables, o: DASOptions, counts=None, sampled: Pairs = None,
+            cached: Pairs = None) -> Prepared:
+    """Sample the pairs (or take `sampled`), cache the site's states (or take `cached`, the same pairs with
+    this model's states) and initialise the map. The model must be `frozen`."""
     at = get_site(model, o.site)
     d = at.size
     k = d // 2 if o.k is None else o.k
     masks = block_masks(d, k, len(variables)).to(o.device)
-    if counts is None and o.pair_counts == "train":
-        counts = task.spec.train_counts
-    sampled = make_pairs(task, program, variables, o.n_train + o.n_val + o.n_test, o.seed, counts,
-                         positions=o.positions, demo_rule=o.demo_rule, max_extra_demo=o.max_extra_demo)
+    sampled = sample_pairs(task, program, variables, o, counts) if sampled is None else sampled
+    cached = cache(at, sampled.to(o.device)) if cached is None else cached
     kind = o.control if o.control in ("random", "identity") else o.map
-    p = Prepared(o, program.name, variables, at, k, masks, sampled, cache(at, sampled.to(o.device)), kind,
+    p = Prepared(o, program.name, variables, at, k, masks, sampled, cached, kind,
                  make_map(kind, d, o.seed).to(o.device))
     if o.init == "probe" and kind in ("orthogonal", "linear"):      # start where a probe reads the variable
         t = p.train
