@@ -151,3 +151,42 @@ class UpUpCounter(LineCounter):
         logits[:, self.resp] = 10.0 * (left - 0.5)
         logits[:, self.eos] = 10.0 * (0.5 - left)
         return logits
+
+
+class SkewCounter(LineCounter):
+    """State = Q·(count·a + phase·b) with a and b unit vectors at cosine `cos`: the count is read along the dual
+    direction of a. A rotation swaps along orthogonal directions only, so it cannot move the count without
+    moving the phase, which the readout needs (a demo token while it is 0); a general linear map can."""
+
+    def __init__(self, task: Task, d: int = 6, seed: int = 2024, cos: float = 0.9):
+        super().__init__(task, d, seed)
+        self.first_demo = int(task.demo_ids[0])
+        basis = torch.zeros(d, 2)
+        basis[0, 0] = 1.0
+        basis[0, 1], basis[1, 1] = cos, (1 - cos ** 2) ** 0.5
+        self.register_buffer("basis", basis)                              # columns a, b
+        self.register_buffer("dual", torch.linalg.pinv(basis))           # rows a*, b*
+
+    def _read(self, state):
+        z = (state @ self.q) @ self.dual.T                               # (B, 2): count, phase
+        return z[:, 0], z[:, 1]
+
+    def _write(self, count, phase):
+        return (torch.stack([count, phase], 1) @ self.basis.T) @ self.q.T
+
+    def step(self, tokens, state):
+        count, phase = self._read(state)
+        count = count + self.demo[tokens].float() - (tokens == self.resp).float()
+        phase = phase + (tokens == self.trig).float()                      # the trigger adds 1: 0 → 1
+        bos = tokens == self.bos
+        return self._write(count.masked_fill(bos, 0.0), phase.masked_fill(bos, 0.0))
+
+    def readout(self, state):
+        """Responses and the EOS by the count when the phase is 1 (any other phase: neither); a demo token at 0."""
+        count, phase = self._read(state)
+        off = 30.0 * (phase - 1.0).abs()
+        logits = torch.full((len(state), self.vocab_size), -10.0)
+        logits[:, self.resp] = 10.0 * (count - 0.5) - off
+        logits[:, self.eos] = 10.0 * (0.5 - count) - off
+        logits[:, self.first_demo] = 20.0 * (0.5 - phase)
+        return logits

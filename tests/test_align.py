@@ -176,6 +176,25 @@ def test_transformer_site_without_a_swap_reproduces_the_models_own_logits():
         assert torch.allclose(logits[:, j], full[rows, pairs.t + j], atol=1e-5)
 
 
+@pytest.mark.parametrize("pos", ["rope", "none"])
+@pytest.mark.parametrize("site_name", ["resid.0", "resid.1", "resid.2"])
+def test_a_transformer_window_equals_running_the_whole_sequence_again(pos, site_name):
+    """The window (positions from t on, every other position's keys and values cached) computes what the whole
+    spliced sequence computes, teacher-forced and free-running, for any swapped state."""
+    cfg = ModelConfig(arch="transformer", vocab_size=TASK.vocab_size, d_model=8, pos=pos, n_heads=2)
+    model = models.build(cfg, seed=0).eval()
+    site = get_site(model, site_name)
+    assert site.windowed and site.generates
+    pairs = cache(site, make_pairs(TASK, "up_down", ("count",), 48, seed=6))
+    new = interchange(make_map("random", 8, 1), block_masks(8, 4, 1)[0], pairs.states["base"], pairs.states["source"])
+    whole = StreamSite(model, site_name)
+    whole.windowed = whole.generates = False
+    with torch.no_grad():
+        assert torch.allclose(site.run(pairs, new), whole.run(pairs, new), atol=1e-5)
+        scored = pairs.scored & (torch.rand(pairs.scored.shape, generator=torch.Generator().manual_seed(0)) < 0.7)
+        assert torch.equal(site.free_run(pairs, new, scored), whole.free_run(pairs, new, scored))
+
+
 def test_cached_base_state_is_the_state_of_the_base_run_at_t():
     model = models.build(ModelConfig(arch="lstm", vocab_size=TASK.vocab_size, d_model=8), seed=0).eval()
     pairs = cache(get_site(model), make_pairs(TASK, "up_down", ("count",), 16, seed=5))

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from handbuilt import LineCounter, UpUpCounter, summing_transformer
+from handbuilt import LineCounter, SkewCounter, UpUpCounter, summing_transformer
 from numvars import models
 from numvars.align.attention import attention_test
 from numvars.align.cross import align_models
@@ -14,22 +14,56 @@ from numvars.models import ModelConfig
 from numvars.tasks import get_task
 
 TASK = get_task("multi_object")
-SMALL = dict(ks="1,d/2", maps="orthogonal", n_train=2000, n_val=300, n_test=500)
+SMALL = dict(ks="1,d/2", maps="orthogonal", n_train=2000, n_val=300, n_test=500, n_eval=1000, jobs=1)
 
 
-@pytest.mark.parametrize("name, make, expected", [
-    ("an Up-Down counter", lambda: LineCounter(TASK), "up_down"),
-    ("an Up-Up counter (two separate counts)", lambda: UpUpCounter(TASK), "up_up"),
-    ("a random network", lambda: models.build(ModelConfig(arch="gru", vocab_size=TASK.vocab_size, d_model=8), seed=0),
-     "none"),
-])
-def test_explain_names_the_program_of_a_hand_built_network(name, make, expected):
-    x = explain(make(), TASK, progress=False, **SMALL)
-    assert x.best == expected, x.text
-    fitting = [v.program for v in x.verdicts if v.fits]
-    assert (fitting[0] if fitting else "none") == expected
-    if expected != "none":
-        assert x.text.startswith(f"Best explanation — {expected} fits")
+def up_down_counter():
+    return LineCounter(TASK)
+
+
+def random_gru():
+    return models.build(ModelConfig(arch="gru", vocab_size=TASK.vocab_size, d_model=8), seed=0)
+
+
+
+def test_an_up_down_counter_is_named_up_down_and_wins_where_up_up_predicts_otherwise():
+    x = explain(up_down_counter(), TASK, progress=False, **SMALL)
+    assert (x.best, x.grade) == ("up_down", "strong"), x.text
+    fights = [d for d in x.duels if {d.program, d.rival} == {"up_down", "up_up"}]
+    assert {d.rival_variable if d.program == "up_down" else d.variable for d in fights} == {"demo_count",
+                                                                                           "resp_count"}
+    for d in fights:
+        mine, theirs = (d.iia, d.rival_iia) if d.program == "up_down" else (d.rival_iia, d.iia)
+        assert d.distinguishing > 100 and mine > 0.9 > 0.5 > theirs and d.p < 1e-6
+        assert d.winner == ("program" if d.program == "up_down" else "rival")
+    up_up = next(v for v in x.verdicts if v.program == "up_up")
+    assert not up_up.fits and "up_down" in up_up.refuted_by
+    assert x.text.startswith("Up-Down (strong: count IIA 1.00") and "where they differ" in x.text
+
+
+def test_an_up_up_counter_is_named_up_up_and_up_down_is_said_to_fit_as_well():
+    """Swapping both of an Up-Up network's counters is Up-Down's count swap, so Up-Down cannot lose where the
+    two disagree: the finer program is named, and the verdict says the other fits too."""
+    x = explain(UpUpCounter(TASK), TASK, progress=False, **SMALL)
+    assert (x.best, x.grade) == ("up_up", "partial"), x.text
+    up_down = next(v for v in x.verdicts if v.program == "up_down")
+    assert up_down.grade == "also" and not up_down.refuted_by
+    assert all(d.winner is None for d in x.duels if {d.program, d.rival} == {"up_down", "up_up"})
+    assert "Up-Down fits as well" in x.text
+
+
+def test_a_random_network_gets_no_verdict():
+    x = explain(random_gru(), TASK, progress=False, **SMALL)
+    assert x.best == "none" and x.grade == "none" and x.text.startswith("No program fits"), x.text
+    assert not any(v.standing for v in x.verdicts)
+
+
+def test_a_count_only_a_linear_map_can_read_is_reported_as_such():
+    x = explain(SkewCounter(TASK), TASK, progress=False, **{**SMALL, "maps": "orthogonal,linear", "ks": "d/2"})
+    assert x.best == "up_down", x.text
+    count = x.named.evidence[0]
+    assert count.map == "linear" and count.needs_linear and count.iia > 0.95 > 0.7 > count.per_map["orthogonal"]
+    assert "only a general linear map reads it" in x.named.text
 
 
 def test_explain_finds_a_context_summing_transformer_and_its_attention_test_moves_the_eos():
@@ -42,21 +76,33 @@ def test_explain_finds_a_context_summing_transformer_and_its_attention_test_move
 
 
 def test_the_decision_thresholds_are_options():
-    strict = explain(LineCounter(TASK), TASK, progress=False, accept=1.01 - 1e-9, **SMALL) \
-        if False else explain(LineCounter(TASK), TASK, progress=False, margin=0.99, **SMALL)
-    assert strict.best == "none"                     # the count is found, but not 0.99 above its controls
+    assert explain(up_down_counter(), TASK, progress=False, margin=0.99, **SMALL).best == "none"   # IIA 1 vs ≥ 0.01
+    rotation_only = {**SMALL, "ks": "d/2"}            # the skewed count: a rotation reads only part of it
+    partly = explain(SkewCounter(TASK), TASK, progress=False, **rotation_only)
+    assert (partly.best, partly.grade) == ("up_down", "partial") and 0.3 < partly.named.evidence[0].iia < 0.8
+    assert explain(SkewCounter(TASK), TASK, progress=False, strong=0.3, **rotation_only).grade == "strong"
     with pytest.raises(NumvarsError, match="ks="):
         ExplainOptions(ks="two").k_values(20)
+    with pytest.raises(NumvarsError, match="ks="):
+        ExplainOptions(ks="d/0").k_values(20)
     assert ExplainOptions(ks="1,2,d/4,d/2").k_values(20) == [1, 2, 5, 10]
+    assert ExplainOptions(ks="1").k_values(20) == [1, 10]               # d/2 is always fitted first
 
 
-def test_explanation_json_has_the_ranking_and_every_alignment():
-    x = explain(LineCounter(TASK), TASK, progress=False, program="up_down", **SMALL)
+def test_explanation_json_has_the_graded_verdict_every_control_and_every_comparison():
+    x = explain(up_down_counter(), TASK, progress=False, **SMALL)
     doc = json.loads(json.dumps(x.to_json()))
-    assert doc["best"] == "up_down" and doc["ranking"][0]["variables"][0]["variable"] == "count"
+    assert doc["best"] == "up_down" and doc["grade"] == "strong" and "McNemar" in doc["rule"]
     count = doc["ranking"][0]["variables"][0]
-    assert count["found"] and count["k"] == 1 and count["ci"][0] <= count["iia"] <= count["ci"][1]
-    assert {a["control"] for a in doc["alignments"]} == {"none", "random"}      # no untrained copy of a hand-built net
+    assert count["variable"] == "count" and count["found"] and count["ci"][0] <= count["iia"] <= count["ci"][1]
+    assert count["k"] == 3 and count["k_curve"]["orthogonal"]["1"] >= 0.95       # d/2 = 3 first, then the sweep
+    random = next(c for c in count["controls"] if c["name"] == "random subspace")
+    assert random["learned"] - random["high"] >= 0.1 and random["p"] < 0.01 and random["low"] <= random["high"]
+    assert count["isolation_pairs"] > 100 and count["isolation"] > 0.9
+    assert {c["name"] for c in count["controls"]} == {"random subspace"}        # no untrained copy of a hand-built net
+    pairs = {(c["program"], c["rival"]) for c in doc["comparisons"]}
+    assert ("up_down", "up_up") in pairs or ("up_up", "up_down") in pairs
+    assert all(c["distinguishing"] <= c["pairs"] and c["p"] is not None for c in doc["comparisons"])
 
 
 def test_two_counters_with_counts_in_different_known_directions_align_with_each_other():

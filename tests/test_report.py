@@ -313,3 +313,18 @@ def test_report_loads_every_figure_in_headless_chromium(results, tmp_path):
     from matplotlib.image import imread
     pixels = imread(shot)
     assert pixels.shape[:2] == (2400, 1280) and pixels[..., :3].std() > 0.05     # not a blank page
+
+
+def test_mcnemar_and_the_paired_difference_on_known_verdicts():
+    from numvars.stats import mcnemar, paired_diff, pooled_ci
+    a = np.array([1] * 60 + [0] * 10 + [1] * 30, dtype=bool)          # 60 only a, 10 only b, 30 both
+    b = np.array([0] * 60 + [1] * 10 + [1] * 30, dtype=bool)
+    test = mcnemar(a, b)
+    assert (test["a_only"], test["b_only"]) == (60, 10)
+    assert test["p_greater"] == pytest.approx(stats.binomtest(60, 70, 0.5, alternative="greater").pvalue)
+    assert test["p"] == pytest.approx(stats.binomtest(60, 70, 0.5).pvalue) and test["p"] < 1e-9
+    assert mcnemar(b, a)["p_greater"] > 0.99 and mcnemar(a, a) == {"a_only": 0, "b_only": 0, "p_greater": 1.0, "p": 1.0}
+    diff, low, high = paired_diff(a, b)
+    assert diff == pytest.approx(0.5) and low < 0.5 < high and -1 <= low and high <= 1
+    low, high = pooled_ci([np.ones(50), np.zeros(50)])                  # two runs that disagree completely
+    assert 0.0 <= low < 0.5 < high <= 1.0

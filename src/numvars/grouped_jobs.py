@@ -16,7 +16,8 @@ import pandas as pd
 
 from .config import from_mapping
 from .engine import Job, job, run_graph
-from .jobs import align_runs, das_output, work
+from .explain.runs import work
+from .jobs import align_runs, das_output
 from .presets import Preset, grid
 from .reproduce import Expander, assemble, train_job
 from .train_group import train_group
@@ -34,8 +35,7 @@ def run_grouped(preset: Preset, out: Path, device: str, threads: int = 1, progre
     expand = Expander(preset, device)
     results, _ = run_graph(group_training(roots), work_grouped, GroupExpander(expand), jobs=jobs, engine=engine,
                            address=address, threads=threads, progress=progress, desc=f"reproduce {preset.name}")
-    flat = ungroup(results)
-    return assemble(roots, flat, {root: expand(root, flat[root]) for root in roots})
+    return assemble(roots, ungroup(results), expand.grid)
 
 
 def group_training(roots: list[Job]) -> list[Job]:
@@ -77,7 +77,9 @@ class GroupExpander:
         if done.kind == "train":
             children = self.expand(done, result)
             return bundle_das(children) if done.get("spec").arch in RECURRENT else children
-        return []
+        if done.kind == "das_group":            # each member unfolds explain's plan as its own job would
+            return [k for m, r in zip(done.get("members"), result["members"]) for k in self.expand(m, r)]
+        return self.expand(done, result)
 
 
 def work_grouped(j: Job) -> dict:

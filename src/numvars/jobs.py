@@ -15,7 +15,7 @@ import pandas as pd
 from . import io, models, stale
 from .align import DASOptions, FullSwapOptions, das, full_swap
 from .config import RunConfig
-from .engine import Job
+from .engine import Job, job
 from .errors import NumvarsError
 
 PAIR_COLUMNS = ("map", "base_value", "source_value", "abs_diff", "correct", "phase_t", "phase_u", "trivial",
@@ -54,6 +54,23 @@ def result_dir(run_dir, kind: str, key: dict) -> Path:
 
 def das_key(checkpoint: str | None = None, **opts) -> dict:
     return {**DASOptions(**opts).key(), **({"checkpoint": checkpoint} if checkpoint else {})}
+
+
+def das_options(opts: dict) -> tuple:
+    """An alignment's options as a job holds them: those that change its result, plus where it runs; two
+    requests of one alignment give equal tuples, so the engine runs it once."""
+    o = DASOptions(**opts)
+    return tuple(sorted({**o.key(), "device": o.device}.items()))
+
+
+def das_job(run_dir, gpu: float = 0.0, **opts) -> Job:
+    """The job of one alignment of a trained run."""
+    return job("das", gpu=gpu, run_dir=str(run_dir), options=das_options(opts))
+
+
+def das_set_job(run_dir, option_sets: list[dict], gpu: float = 0.0) -> Job:
+    """One job for several alignments of one variable (a k sweep, maps, controls): they share pairs and states."""
+    return job("das_set", gpu=gpu, run_dir=str(run_dir), options=tuple(das_options(o) for o in option_sets))
 
 
 def _prepare(run_dir, kind: str, key: dict) -> tuple[Path, dict | None]:
@@ -95,6 +112,31 @@ def align_run(run_dir, checkpoint: str | None = None, progress: bool = False, **
     record = {"protocol": stale.current(), "options": key}
     result.save(out, record)
     return {**result.summary(), **record}, out, False
+
+
+def align_set(run_dir, option_sets: list[dict], progress: bool = False) -> list[tuple[dict, Path, bool]]:
+    """`align_run` for each option set (one program variable; see `search.das_set`), computing the missing
+    ones together; each is saved where `align_run` saves it, so either finds the other's."""
+    from .align.search import das_set
+
+    model, task, _, _ = load_run(run_dir)
+    out, todo = [None] * len(option_sets), []
+    for i, opts in enumerate(option_sets):
+        key = das_key(**opts)
+        rdir, done = _prepare(run_dir, "das", key)
+        if done is not None:
+            out[i] = (done, rdir, True)
+        else:
+            todo.append((i, rdir, key, {k: v for k, v in vars(DASOptions(**opts)).items()
+                                        if k not in ("program", "variable")}))
+    if todo:
+        first = DASOptions(**option_sets[todo[0][0]])
+        fitted = das_set(model, task, first.program, first.variable, [t[3] for t in todo], progress=progress)
+        for (i, rdir, key, _), result in zip(todo, fitted):
+            record = {"protocol": stale.current(), "options": key}
+            result.save(rdir, record)
+            out[i] = ({**result.summary(), **record}, rdir, False)
+    return out
 
 
 def full_swap_run(run_dir, **opts) -> tuple[dict, Path, bool]:
@@ -146,6 +188,9 @@ def work(j: Job) -> dict:
     if j.kind == "das":
         summary, rdir, _ = align_run(p["run_dir"], checkpoint=p.get("checkpoint"), **dict(p["options"]))
         return das_output(j, summary, rdir)
+    if j.kind == "das_set":
+        done = align_set(p["run_dir"], [dict(o) for o in p["options"]])
+        return {"alignments": [{"summary": s, "result_dir": str(d)} for s, d, _ in done]}
     if j.kind == "fullswap":
         summary, rdir, _ = full_swap_run(p["run_dir"], **dict(p["options"]))
         return {"summary": summary, "result_dir": str(rdir)}
@@ -159,12 +204,14 @@ def work(j: Job) -> dict:
 
 
 def das_output(j: Job, summary: dict, rdir: Path) -> dict:
-    """A das job's result: its summary, where it lives, and (keep_pairs) the per-pair rows the tables use."""
-    out = {"summary": summary, "result_dir": str(rdir)}
-    if j.get("keep_pairs"):
-        pairs = pd.read_parquet(rdir / "pairs.parquet")
-        out["pairs"] = pairs[[c for c in PAIR_COLUMNS if c in pairs]].assign(map=summary["map"]).to_dict("records")
-    return out
+    """A das job's result: its summary and where it lives."""
+    return {"summary": summary, "result_dir": str(rdir)}
+
+
+def pair_rows(result_dir, map_: str) -> list[dict]:
+    """An alignment's per-pair rows as the reproduction's pairs table keeps them."""
+    pairs = pd.read_parquet(Path(result_dir) / "pairs.parquet")
+    return pairs[[c for c in PAIR_COLUMNS if c in pairs]].assign(map=map_).to_dict("records")
 
 
 def _oor(run_dir: Path, max_count: int, per_count: int) -> list[dict]:

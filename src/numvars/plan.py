@@ -117,12 +117,10 @@ def _expected_result(j: Job, costs: Costs) -> dict:
     return {"summary": {"reached_criterion": True}, "run_dir": str(run_dir), "done": False, "epochs": epochs}
 
 
-def _is_done(j: Job) -> bool:
-    p = dict(j.params)
-    if j.kind == "oor":
-        return (Path(p["run_dir"]) / f"eval_max{p['max_count']}_per{p['per_count']}.csv").is_file()
+def _result_dir(j: Job) -> Path:
     from .align import FullSwapOptions
 
+    p = dict(j.params)
     opts = dict(p["options"])
     if j.kind == "das":
         key = das_key(p.get("checkpoint"), **opts)
@@ -130,7 +128,14 @@ def _is_done(j: Job) -> bool:
         key = attention_key(**opts)
     else:
         key = FullSwapOptions(**opts).key()
-    return (result_dir(p["run_dir"], j.kind, key) / "result.json").is_file()
+    return result_dir(p["run_dir"], j.kind, key)
+
+
+def _is_done(j: Job) -> bool:
+    p = dict(j.params)
+    if j.kind == "oor":
+        return (Path(p["run_dir"]) / f"eval_max{p['max_count']}_per{p['per_count']}.csv").is_file()
+    return (_result_dir(j) / "result.json").is_file()
 
 
 def plan(preset: Preset, out: Path, workers: int, device: str = "cpu", threads: int = 1) -> Plan:
@@ -151,6 +156,10 @@ def plan(preset: Preset, out: Path, workers: int, device: str = "cpu", threads: 
             cost = 0.0 if done else costs.job(child, spec.arch, spec.task, preset, spec.d_model)
             rows.append((child.kind, done, cost))
             tasks.append((cost, index))
+        for kind, cost, done in _explain_after(expand, result["run_dir"], spec.arch, costs) if result["done"] else \
+                _unknown_after(expand, result["run_dir"], spec.arch, costs):        # explain's later jobs
+            rows.append((kind, done, cost))
+            tasks.append((cost, index))
         for cost in _cross_costs(preset, spec, costs):            # cross-model alignments, after the grid
             rows.append(("cross", False, cost))
             tasks.append((cost, index))
@@ -169,6 +178,52 @@ def _cross_costs(preset: Preset, spec, costs: Costs) -> list[float]:
         return []
     fitted = {k: v for k, v in preset.cross_options.items() if k in ("n_train", "n_val", "n_test")}
     return [4 * costs.das(spec.arch, fitted) for a, _ in preset.cross if a == (spec.arch, spec.task, spec.seed)]
+
+
+def _explain_after(expand, run_dir: str, arch: str, costs: Costs) -> list[tuple[str, float, bool]]:
+    """explain's jobs that follow its first ones: (kind, seconds, done). Where the first ones are done, the plan
+    unfolds from their results on disk exactly as it will run; else an untrained control per variable and the
+    evidence job are counted as if all of them ran (controls run only where the rule can use them)."""
+    plan = expand.plans.get(run_dir)
+    if plan is None:
+        return []
+    roots = [j for j in plan.roots() if j.get("run_dir") == run_dir]
+    out, queue = [], list(roots)
+    while queue:
+        j = queue.pop(0)
+        result = _on_disk(j)
+        if result is None:
+            return out + _unknown(plan, arch, costs)
+        if j not in roots:
+            out.append((j.kind, 0.0, True))
+        queue += plan(j, result)
+    return out
+
+
+def _unknown_after(expand, run_dir: str, arch: str, costs: Costs) -> list[tuple[str, float, bool]]:
+    plan = expand.plans.get(run_dir)
+    return [] if plan is None else _unknown(plan, arch, costs)
+
+
+def _on_disk(j: Job) -> dict | None:
+    """A finished job's result as the engine would hand it to `expand` (None when it has not run)."""
+    from .explain.plan import evidence_dir
+
+    if j.kind == "evidence":
+        folder = evidence_dir(j)
+        return {"result_dir": str(folder)} if (folder / "evidence.json").is_file() else None
+    if not _is_done(j):
+        return None
+    folder = _result_dir(j)
+    return {"summary": io.read_json(folder / "result.json"), "result_dir": str(folder)}
+
+
+def _unknown(plan, arch: str, costs: Costs) -> list[tuple[str, float, bool]]:
+    o = plan.o
+    fit = costs.das(arch, {**o.das_options(o.seed), "map": o.map_list[-1]})
+    n = len(plan.variables())
+    scoring = ((2 + o.random_seeds) * n + 4 * n * (n - 1) // 2) * o.n_eval * costs.arch(arch)["das_step_s"] / 512
+    return [("das", fit, False)] * (n if plan.untrained else 0) + [("evidence", scoring, False)]
 
 
 def _children(expand, root: Job, result: dict) -> list[Job]:

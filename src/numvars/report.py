@@ -188,15 +188,25 @@ def _protocol(meta: dict) -> str:
             f"measured effect of each choice).</p>{h.kv({k: v for k, v in keys.items()})}</section>")
 
 
+def _verdict_name(r) -> str:
+    from .explain.verdict import title
+    if r.best == "none":
+        return "no program fits"
+    grade = getattr(r, "grade", None)
+    return f"{title(r.best)} ({grade})" if isinstance(grade, str) else title(r.best)
+
+
 def _explained(explain: pd.DataFrame, cross: pd.DataFrame) -> str:
     if explain.empty and cross.empty:
         return ""
-    rows = [[h.e(r.arch), h.e(r.task), int(r.seed), f"<b>{h.e(r.best)}</b>",
+    rows = [[h.e(r.arch), h.e(r.task), int(r.seed), f"<b>{h.e(_verdict_name(r))}</b>", h.e(r.verdict),
              f"<a href='{h.e(r.page)}'>explain page</a>"] for r in explain.itertuples()]
     part = ("<h3>Which program does each model run?</h3><p><code>numvars explain</code> on each model: every "
-            "program's core variables beside their controls, the full swap and (Transformers) the attention test, "
-            "ranked by the rule its page states; each page has the evidence.</p>"
-            + h.table(rows, ["arch", "task", "seed", "verdict", "details"], raw=True)) if len(explain) else ""
+            "program's core variables beside their controls (an untrained copy, random subspaces), an isolation "
+            "score, the rival programs compared where their predictions differ, the full swap and (Transformers) "
+            "the attention test, graded by the rule its page states; each page has the evidence.</p>"
+            + h.table(rows, ["arch", "task", "seed", "verdict", "evidence", "details"], raw=True)) \
+        if len(explain) else ""
     crows = [[h.e(r.model_a), h.e(r.model_b), h.e(r.direction.replace("<-", " ← ")), h.num(r.iia),
               h.num(r.iia_nontrivial), int(r.k)] for r in cross.itertuples()]
     cpart = ("<h3>Cross-model alignment</h3><p>One map per model, learned so that B's aligned count can stand in "

@@ -22,7 +22,8 @@ import torch
 from . import __version__, io
 from .engine import Job, default_jobs, job, run_graph
 from .errors import NumvarsError
-from .jobs import das_key, result_dir, work
+from .explain.runs import work
+from .jobs import das_job, pair_rows
 from .presets import ALIGNMENTS, PRESETS, Preset, RunSpec, grid, train_overrides
 from .runtime import resolve_device, setup_threads
 
@@ -43,22 +44,28 @@ def _gpu(device: str) -> float:
 
 
 class Expander:
-    """Names the jobs that follow a finished one (in a fixed order)."""
+    """Names the jobs that follow a finished one (in a fixed order): a trained run's grid jobs and, for the runs
+    `explain` covers, its plan's jobs (`explain.plan`), whose own results then unfold that plan. `grid` keeps
+    each run's grid jobs: those are what the tables are made of."""
 
     def __init__(self, preset: Preset, device: str):
         self.preset, self.device = preset, device
+        self.grid: dict[str, list[Job]] = {}
+        self.plans: dict[str, object] = {}
 
     def __call__(self, done: Job, result: dict, checkpoints: list[int] | None = None) -> list[Job]:
         """checkpoints: the epochs whose checkpoints exist (default: read from the run's metrics)."""
-        if done.kind != "train" or not result["summary"]["reached_criterion"]:
+        if done.kind != "train":
+            plan = self.plans.get(done.get("run_dir"))
+            return plan(done, result) if plan is not None else []
+        if not result["summary"]["reached_criterion"]:
             return []
         p, spec, run_dir = self.preset, done.get("spec"), result["run_dir"]
         gpu, out = _gpu(self.device), [job("oor", run_dir=run_dir, max_count=p.oor_max, per_count=p.oor_per_count)]
         is_main = spec.d_model == p.d_model or spec.variant != "default"
         for map_ in p.maps if is_main else p.maps[:1]:
             for program, variable in ALIGNMENTS if is_main else ALIGNMENTS[:1]:
-                out.append(self._das(run_dir, spec.seed, gpu, program=program, variable=variable, map=map_,
-                                     keep_pairs=(program, variable) == ("up_down", "count")))
+                out.append(self._das(run_dir, spec.seed, gpu, program=program, variable=variable, map=map_))
         if spec.seed in p.control_seeds and spec.d_model == p.d_model:
             out += [self._das(run_dir, spec.seed, gpu, program="up_down", variable="count", control=c)
                     for c in p.controls]
@@ -68,8 +75,6 @@ class Expander:
         if is_main:
             opts = {"n": p.fullswap_n, "seed": spec.seed, "device": self.device, **p.fullswap}
             out.append(job("fullswap", gpu=gpu, run_dir=run_dir, options=tuple(sorted(opts.items()))))
-        if p.explain is not None and _explained(p, spec.arch, spec.task, spec.d_model, spec.variant, spec.seed):
-            out += self._explain(run_dir, dict(done.get("config")), out)
         if self._tracks_dynamics(spec):
             if checkpoints is None:
                 metrics = pd.read_parquet(Path(run_dir) / "metrics.parquet")
@@ -79,25 +84,25 @@ class Expander:
                         **p.dynamics_das}
                 out.append(job("das", gpu=gpu, run_dir=run_dir, checkpoint=f"epoch_{int(epoch):06d}.safetensors",
                                options=tuple(sorted(opts.items())), epoch=int(epoch)))
-        return out
+        self.grid[run_dir] = list(out)
+        if p.explain is not None and _explained(p, spec.arch, spec.task, spec.d_model, spec.variant, spec.seed):
+            out += self._explain(run_dir, dict(done.get("config")))
+        return list(dict.fromkeys(out))
 
-    def _explain(self, run_dir, config: dict, planned: list[Job]) -> list[Job]:
-        """`explain`'s jobs for this run, less the alignments the grid already runs (the same result folder),
-        so that they run with the grid's jobs and `beyond` finds every one of them done."""
+    def _explain(self, run_dir: str, config: dict) -> list[Job]:
+        """`explain`'s first jobs for this run (those it shares with the grid are the very same jobs); the plan
+        stays here, to expand as their results come in, so that `beyond` later finds every one of them done."""
         from .config import from_mapping
-        from .explain.runs import explain_jobs
+        from .explain.runs import explain_plan
+        from .models import build
 
-        def folder(j: Job) -> Path:
-            return result_dir(j.get("run_dir"), "das", das_key(**dict(j.get("options"))))
-        have = {folder(j) for j in planned if j.kind == "das"}
-        model = from_mapping(config).model
-        return [job(j.kind, gpu=_gpu(self.device), **dict(j.params), explain=True)   # not in the grid's tables
-                for j in explain_jobs(run_dir, model, device=self.device, **self.preset.explain)
-                if j.kind != "das" or folder(j) not in have]
+        plan = explain_plan(run_dir, build(from_mapping(config).model), _gpu(self.device), device=self.device,
+                            **self.preset.explain)
+        self.plans[run_dir] = plan
+        return plan.roots()
 
-    def _das(self, run_dir, seed, gpu, keep_pairs=False, **kw) -> Job:
-        opts = {"seed": seed, "device": self.device, **self.preset.das, **kw}
-        return job("das", gpu=gpu, run_dir=run_dir, options=tuple(sorted(opts.items())), keep_pairs=keep_pairs)
+    def _das(self, run_dir, seed, gpu, **kw) -> Job:
+        return das_job(run_dir, gpu, **{"seed": seed, "device": self.device, **self.preset.das, **kw})
 
     def _tracks_dynamics(self, spec: RunSpec) -> bool:
         p = self.preset
@@ -107,8 +112,9 @@ class Expander:
 
 # --- the tables ----------------------------------------------------------------------------------
 
-def assemble(roots: list[Job], results: dict, children: dict) -> dict[str, pd.DataFrame]:
-    """The raw tables, in the grid's order (never in the order jobs finished)."""
+def assemble(roots: list[Job], results: dict, grid_jobs: dict) -> dict[str, pd.DataFrame]:
+    """The raw tables, in the grid's order (never in the order jobs finished); grid_jobs: run_dir -> the
+    grid's own jobs of that run (`Expander.grid`; explain's other jobs stay out of these tables)."""
     tables = {name: [] for name in TABLES}
     for root in roots:
         spec, r = root.get("spec"), results[root]
@@ -118,9 +124,7 @@ def assemble(roots: list[Job], results: dict, children: dict) -> dict[str, pd.Da
                                "trial_accuracy": s["trial_accuracy"]})
         tables["timings"].append({**labels, "job": "train", "seconds": s["seconds"]})
         metrics = None
-        for child in children.get(root, []):
-            if child.get("explain"):                    # explain's own jobs: read by `beyond`, not tabled here
-                continue
+        for child in grid_jobs.get(r["run_dir"], []):
             _collect(child, results[child], labels, tables)
             if child.get("checkpoint"):
                 metrics = metrics if metrics is not None else pd.read_parquet(Path(r["run_dir"]) / "metrics.parquet")
@@ -146,7 +150,8 @@ def _collect(child: Job, r: dict, labels: dict, tables: dict) -> None:
                               "result_dir": r["result_dir"]})
         name = f"das {s['program']}.{','.join(s['variables'])} {s['map']} {control or ''}".strip()
         tables["timings"].append({**labels, "job": name, "seconds": s["seconds"]})
-        tables["pairs"] += [{**labels, **row} for row in r.get("pairs", [])]
+        if (s["program"], s["variables"], control) == ("up_down", ["count"], None):   # the gradience analyses' pairs
+            tables["pairs"] += [{**labels, **row} for row in pair_rows(r["result_dir"], s["map"])]
 
 
 def run_jobs(preset: Preset, out: Path, device: str = "cpu", threads: int = 1, progress: bool = True,
@@ -156,9 +161,10 @@ def run_jobs(preset: Preset, out: Path, device: str = "cpu", threads: int = 1, p
         from .grouped_jobs import run_grouped
         return run_grouped(preset, out, device, threads, progress, jobs, engine, address)
     roots = [train_job(spec, preset, out / "runs", device, threads) for spec in grid(preset)]
-    results, children = run_graph(roots, work, Expander(preset, device), jobs=jobs, engine=engine, address=address,
-                                  threads=threads, progress=progress, desc=f"reproduce {preset.name}")
-    return assemble(roots, results, children)
+    expand = Expander(preset, device)
+    results, _ = run_graph(roots, work, expand, jobs=jobs, engine=engine, address=address, threads=threads,
+                           progress=progress, desc=f"reproduce {preset.name}")
+    return assemble(roots, results, expand.grid)
 
 
 def _explained(p: Preset, arch: str, task: str, d_model: int, variant: str, seed: int) -> bool:
@@ -181,10 +187,11 @@ def beyond(preset: Preset, out: Path, runs: pd.DataFrame, device: str, jobs: int
         for r in done.itertuples():
             if not _explained(preset, r.arch, r.task, r.d_model, r.variant, r.seed):
                 continue
-            # its jobs ran with the grid's (Expander), so this only reads them: one process is enough
-            x, page = explain_runs([r.run_dir], jobs=1, progress=False, device=device, **preset.explain)
+            # its jobs ran with the grid's (Expander), so this reads them, then sizes what the verdict names
+            x, page = explain_runs([r.run_dir], jobs=jobs, progress=False, device=device, **preset.explain)
             explained.append({"run_name": r.run_name, "arch": r.arch, "task": r.task, "d_model": r.d_model,
-                              "seed": r.seed, "best": x.best, "verdict": x.text,
+                              "seed": r.seed, "best": x.best, "grade": x.grade,
+                              "verdict": x.named.headline if x.named else x.text,
                               "page": str((page / "explain.html").relative_to(out))})
     where = {(r.arch, r.task, r.seed): r.run_dir for r in done.itertuples()}
     pairs = [(a, b) for a, b in preset.cross if a in where and b in where]
@@ -195,7 +202,7 @@ def beyond(preset: Preset, out: Path, runs: pd.DataFrame, device: str, jobs: int
               "iia_nontrivial": results[j]["summary"]["iia_nontrivial"][d], "k": results[j]["summary"]["k"]}
              for (a, b), j in zip(pairs, roots) for d, v in sorted(results[j]["summary"]["iia"].items())]
     return {"explain": pd.DataFrame(explained, columns=["run_name", "arch", "task", "d_model", "seed", "best",
-                                                        "verdict", "page"]),
+                                                        "grade", "verdict", "page"]),
             "cross": pd.DataFrame(cross, columns=["model_a", "model_b", "direction", "iia", "iia_nontrivial", "k"])}
 
 

@@ -70,6 +70,7 @@ def cmd_explain(args) -> None:
     from ..engine import default_jobs
     from ..explain import ExplainOptions
     from ..explain.runs import explain_runs
+    from ..explain.verdict import title
     from ..options import parse, schema_of
 
     words = [*args.run_dirs, *args.overrides]            # RUN_DIR... key=value...: tell them apart by the "="
@@ -77,11 +78,30 @@ def cmd_explain(args) -> None:
     opts = parse(split_words([w for w in words if "=" in w]), schema_of(ExplainOptions), "explain")
     if args.jobs is not None and args.jobs < 1:
         raise NumvarsError(f"--jobs {args.jobs} must be >= 1")
-    x, out = explain_runs(run_dirs, out=args.out, jobs=args.jobs or default_jobs(), progress=not args.quiet, **opts)
-    print(f"verdict: {x.best if x.best != 'none' else 'no program fits'}")
+    jobs = args.jobs or default_jobs()
+    if args.dry_run:
+        print(explain_dry_run(run_dirs, jobs, opts))
+        return
+    x, out = explain_runs(run_dirs, out=args.out, jobs=jobs, progress=not args.quiet, **opts)
+    named = x.named
+    print(f"verdict: {named.headline if named else 'no program fits'}")
     for rank, v in enumerate(x.verdicts, 1):
-        print(f"  {rank}. {v.text}")
+        print(f"  {rank}. {title(v.program)} [{v.grade if v.fits or v.grade == 'also' else 'rejected'}]: {v.text}")
     print(f"explain.json and explain.html: {out}")
+
+
+def explain_dry_run(run_dirs: list[str], jobs: int, opts: dict) -> str:
+    from ..explain.options import ExplainOptions
+    from ..explain.plan import ExplainPlan, estimate
+    from ..jobs import load_run
+
+    if not run_dirs:
+        raise NumvarsError("give at least one run directory to explain")
+    model, _, cfg, _ = load_run(run_dirs[0])
+    o = ExplainOptions(**opts)
+    plan = ExplainPlan(o, o.programs(), model, run_dirs)
+    return (f"plan of explain for {len(run_dirs)} run(s) ({cfg.model.arch}, d = {cfg.model.d_model}), {jobs} "
+            f"worker(s); nothing runs:\n" + estimate(plan, cfg.model.arch, jobs))
 
 
 def cmd_align_models(args) -> None:
@@ -156,6 +176,8 @@ def register(sub) -> None:
     x.add_argument("--out", default=None, help="folder for explain.json and explain.html (default RUN_DIR/explain)")
     x.add_argument("--jobs", type=int, default=None, metavar="N", help="worker processes (default: one per core)")
     x.add_argument("--quiet", action="store_true", help="no progress bar")
+    x.add_argument("--dry-run", action="store_true", help="print the jobs (certain and conditional) and an "
+                                                          "estimate of the time; run nothing")
     x.set_defaults(func=cmd_explain)
 
     m = sub.add_parser("align-models", help="cross-model alignment: does model B hold A's variable where A does?",

@@ -1,6 +1,9 @@
-"""`explain` on trained run directories: the same alignments as jobs, cached in each run's align/ folder,
-run by the engine (in parallel with --jobs), then one explanation over all the runs given (several
-runs of one condition pool into IIA means and run-and-pair bootstrap intervals)."""
+"""`explain` on trained run directories, and the work of explain's jobs wherever they run.
+
+The alignments, swaps and attention tests are cached in each run's align/ folder like every other job (so
+`reproduce` and `explain` share them); a run's evidence job, last, caches what it found under
+align/evidence-<hash>/. Several runs of one condition pool into one explanation.
+"""
 from __future__ import annotations
 
 import json
@@ -9,12 +12,15 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
-from ..align.sites import get_site
-from ..engine import job, run_graph
+from ..engine import Job, run_graph
 from ..errors import NumvarsError
-from ..jobs import load_run, work
-from ..models import build, default_site
-from . import ExplainOptions, Explanation, requests, summarize, verdict
+from ..jobs import load_run
+from ..jobs import work as job_work
+from . import ExplainOptions, Explanation, named_variables, summarize, verdict
+from .evidence import Evidence, Record, collect
+from .plan import ExplainPlan, evidence_dir
+
+FRAMES = ("best", "checks", "duels", "sizes")
 
 
 def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True, **opts) -> tuple[Explanation, Path]:
@@ -33,65 +39,138 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
     out = Path(out) if out else run_dirs[0] / "explain"
     io.ensure_writable_dir(out)
     programs = o.programs()
-    roots = [j for r in run_dirs for j in _jobs(o, programs, model, r)]
-    results, _ = run_graph(roots, work, lambda j, res: [], jobs=jobs, progress=progress, desc="explain")
-    rows, frames = [], []
-    for j in roots:
-        if j.kind == "das":
-            s, rdir = results[j]["summary"], Path(results[j]["result_dir"])
-            rows.append({"program": s["program"], "variable": ",".join(s["variables"]), "site": s["site"],
-                         "map": s["map"], "k": s["k"], "control": s["control"], "iia": s["iia"], "val_iia": s["val_iia"]})
-            frames.append(pd.read_parquet(rdir / "pairs.parquet"))
-    table, pair_frames = summarize(rows, frames)
-    swap, attention = _pooled(roots, results)
-    explanation = verdict(table, pair_frames, swap, attention, programs, o)
+    plan = ExplainPlan(o, programs, model, [str(r) for r in run_dirs])
+    run_graph(plan.roots(), work, plan, jobs=jobs, progress=progress, desc="explain")
+    records, parts = [], []
+    for run in plan.runs:
+        mine = plan.results[run]
+        records.append(records_of(mine))
+        folder = next(Path(r["result_dir"]) for j, r in mine.items() if j.kind == "evidence")
+        parts.append(load_evidence(folder))
+    ev = Evidence.pool(parts)
+    explanation = verdict(*summarize(records), ev, programs, o)
+    sweep = plan.sweep_jobs(named_variables(explanation))
+    if sweep:
+        more, _ = run_graph(sweep, work, lambda j, r: [], jobs=min(jobs, len(sweep)), progress=progress,
+                            desc="k sweep")
+        for i, run in enumerate(plan.runs):
+            records[i] += records_of({j: r for j, r in more.items() if j.get("run_dir") == run})
+        explanation = verdict(*summarize(records), ev, programs, o)
     doc = {**explanation.to_json(), "runs": [str(r) for r in run_dirs], "arch": cfg.model.arch,
            "task": cfg.task.name, "d_model": cfg.model.d_model}
     io.write_json(out / "explain.json", json.loads(json.dumps(doc, default=str)))
-    render(explanation, out, title=f"{cfg.model.arch} on {cfg.task.name}, d = {cfg.model.d_model}, "
-                                   f"{len(run_dirs)} run(s)")
+    render(explanation, out, f"{cfg.model.arch} on {cfg.task.name}, d = {cfg.model.d_model}, "
+                                   f"{len(run_dirs)} run(s)", d_model=cfg.model.d_model)
     return explanation, out
 
 
-def explain_jobs(run_dir, model_config, **opts) -> list:
-    """The jobs `explain` runs on one run (for a caller that schedules them with its own); the run need not
-    be trained yet: its sites come from an untrained model of `model_config` (a ModelConfig)."""
+def explain_plan(run_dir, model, gpu: float = 0.0, **opts) -> ExplainPlan:
+    """The plan of `explain` for one run (for a caller that schedules its jobs with its own, as `reproduce`
+    does); `model` only tells its sites (an untrained model of the run's config will do)."""
     o = ExplainOptions(**opts)
-    return _jobs(o, o.programs(), build(model_config), Path(run_dir))
+    return ExplainPlan(o, o.programs(), model, [str(run_dir)], gpu=gpu)
 
 
-def _jobs(o: ExplainOptions, programs: dict, model, run_dir: Path) -> list:
-    """The alignments, full swaps and attention test that explain one run, as engine jobs."""
-    sites, default = o.sites(model), default_site(model)
-    d = get_site(model, sites[0]).size
-    out = [job("das", run_dir=str(run_dir), options=tuple(sorted(q.items())), keep_pairs=False)
-           for q in requests(o, programs, sites, d, default)]
-    if any(not p.variables for p in programs.values()):
-        site = default if default in sites else sites[0]
-        for control in (None, "untrained"):
-            swap = {"match": "role", "seed": o.seed, "device": o.device, **({} if site == default else {"site": site}),
-                    **({"control": control} if control else {})}
-            out.append(job("fullswap", run_dir=str(run_dir), options=tuple(sorted(swap.items()))))
-    if o.attention and hasattr(model, "blocks"):
-        out.append(job("attention", run_dir=str(run_dir), options=(("device", o.device), ("seed", o.seed))))
-    return out
+# --- the work of explain's jobs ------------------------------------------------------------------------------
+
+def work(j: Job) -> dict:
+    """Any job of `reproduce` or `explain` on run directories (the evidence job here, the rest in `jobs`)."""
+    if j.kind == "evidence":
+        return evidence_run(j)
+    return job_work(j)
 
 
-def _pooled(roots, results) -> tuple[dict | None, dict | None]:
-    swaps = [(dict(j.get("options")).get("control"), results[j]["summary"]) for j in roots if j.kind == "fullswap"]
-    swap = None
-    if swaps:
-        on = [s for c, s in swaps if c is None]
-        off = [s for c, s in swaps if c == "untrained"]
-        swap = {"site": on[0]["site"], "iia": float(pd.Series([s["iia"] for s in on]).mean()),
-                "untrained": float(pd.Series([s["iia"] for s in off]).mean()),
-                "iia_by_program": {p: float(pd.Series([s["iia_by_program"][p] for s in on]).mean())
-                                   for p in on[0]["iia_by_program"]}}
-    tests = [results[j]["summary"] for j in roots if j.kind == "attention"]
-    attention = None
-    if tests:
-        attention = {"accuracy": {e: float(pd.Series([t["accuracy"][e] for t in tests]).mean())
-                                  for e in tests[0]["accuracy"]},
-                     "base_accuracy": float(pd.Series([t["base_accuracy"] for t in tests]).mean()),
-                     "layers": tests[0]["layers"], "n": sum(t["n"] for t in tests)}
-    return swap, attention
+def in_memory_work(model, task, j: Job) -> dict:
+    """explain's jobs on a model in memory: nothing is written; results carry the fitted alignments."""
+    from ..align import das, full_swap
+    from ..align.attention import attention_test
+    from ..align.search import das_set
+
+    p = dict(j.params)
+    if j.kind == "das":
+        opts = dict(p["options"])
+        result = das(model, task, opts.pop("program", "up_down"), opts.pop("variable", "count"), **opts)
+        return {"summary": result.summary(), "result": result}
+    if j.kind == "das_set":
+        sets = [dict(o) for o in p["options"]]
+        first = sets[0]
+        fitted = das_set(model, task, first.get("program", "up_down"), first.get("variable", "count"),
+                         [{k: v for k, v in s.items() if k not in ("program", "variable")} for s in sets])
+        return {"alignments": [{"summary": r.summary(), "result": r} for r in fitted]}
+    if j.kind == "fullswap":
+        result = full_swap(model, task, **dict(p["options"]))
+        return {"summary": result.summary(), "pairs": result.pairs}
+    if j.kind == "attention":
+        return {"summary": attention_test(model, task, **dict(p["options"])).summary()}
+    raise NumvarsError(f"unknown job kind {j.kind!r}")
+
+
+def evidence_run(j: Job) -> dict:
+    """A run's evidence (`evidence.collect`), computed once and kept under its align/ folder."""
+    folder = evidence_dir(j)
+    if (folder / "evidence.json").is_file():
+        return {"result_dir": str(folder)}
+    o = ExplainOptions(**dict(j.get("options")))
+    model, task, _, _ = load_run(j.get("run_dir"))
+    results = {}
+    for d in j.get("alignments"):
+        results[Job("das", (("dir", d),))] = {"summary": io.read_json(Path(d) / "result.json"), "result_dir": d}
+    for control, d in j.get("swaps"):
+        options = (("control", None if control == "none" else control),)
+        results[Job("fullswap", (("options", options), ("dir", d)))] = \
+            {"summary": io.read_json(Path(d) / "result.json"), "result_dir": d}
+    if j.get("attention"):
+        d = j.get("attention")
+        results[Job("attention", (("dir", d),))] = {"summary": io.read_json(Path(d) / "result.json"), "result_dir": d}
+    frames, summary, attention = swap_inputs(results)
+    ev = collect(model, task, o, o.programs(), records_of(results), frames, summary, attention)
+    for name, frame in ev.frames().items():
+        io.write_table(folder / f"{name}.parquet", frame)
+    io.write_json(folder / "evidence.json", {"swap": ev.swap, "attention": ev.attention})   # last: complete
+    return {"result_dir": str(folder)}
+
+
+def load_evidence(folder: Path) -> Evidence:
+    meta = io.read_json(folder / "evidence.json")
+    return Evidence(*(pd.read_parquet(folder / f"{name}.parquet") for name in FRAMES), swap=meta.get("swap"),
+                    attention=meta.get("attention"))
+
+
+# --- reading results ---------------------------------------------------------------------------------------
+
+def records_of(results: dict) -> list[Record]:
+    """The fitted alignments among job results (in memory: with their DASResult; on disk: their folder)."""
+    out, seen = [], set()
+    for j, r in results.items():
+        if j.kind not in ("das", "das_set"):
+            continue
+        for a in r.get("alignments", [r]):
+            s = a["summary"]
+            where = a.get("result_dir") or id(a.get("result"))
+            if where in seen:
+                continue
+            seen.add(where)
+            if "result" in a:
+                matrix, frame = a["result"].matrix, a["result"].pairs
+            else:
+                matrix = io.load_tensors(Path(where) / "alignment.safetensors")["matrix"]
+                frame = pd.read_parquet(Path(where) / "pairs.parquet")
+            out.append(Record(s["program"], ",".join(s["variables"]), s["site"], s["map"], int(s["k"]),
+                              s["control"] or "none", int(s["seed"]), float(s["iia"]), float(s["val_iia"]), matrix,
+                              frame))
+    # in a fixed order, whatever order the jobs finished in: tables, pages and intervals are then the same
+    return sorted(out, key=lambda r: (r.program, r.variable, r.site, r.control, r.map, r.k, r.seed))
+
+
+def swap_inputs(results: dict) -> tuple[dict, dict | None, dict | None]:
+    """(per-pair frames of the full swaps by control, the model's swap summary, the attention test's summary)."""
+    frames, summary, attention = {}, None, None
+    for j, r in results.items():
+        if j.kind == "fullswap":
+            control = dict(j.get("options")).get("control") or "none"
+            frames[control] = r["pairs"] if "pairs" in r else pd.read_parquet(Path(r["result_dir"]) / "pairs.parquet")
+            if control == "none":
+                summary = r["summary"]
+        elif j.kind == "attention":
+            attention = r["summary"]
+    return frames, summary, attention

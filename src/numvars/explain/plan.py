@@ -1,0 +1,249 @@
+"""What `explain` runs, as engine jobs, and how the work unfolds as results come in.
+
+Per target (a program's variable at a site), stage 1 fits each map at k = d/2 (for each DAS seed), one job
+per alignment, so that `reproduce`'s grid and `explain` ask for the very same jobs and the engine runs each
+once. Once all of a variable's stage-1 fits are in, its best one (site and map, by validation IIA) gets its
+control, the same DAS on an untrained copy, but only if it reached validation IIA >= margin: below that no
+control can be beaten by the margin, so the decision rule cannot use one (the job is counted as skipped).
+Per run: the full-state swaps (of the model and of its untrained copy) where Context-Distributed is tested,
+the attention test of a Transformer, and, once all of that is done, the run's evidence job (random subspaces,
+isolation, continuous metric, the comparisons with rival programs; `evidence.collect`).
+
+The k sweep does not enter the verdict: it sizes what was found. `sweep_jobs` lists it for the named
+program's variables only, after the verdict (one job per variable: the ks share pairs and states).
+
+`ExplainPlan` is the engine's `expand` for these jobs; `potential()` lists every job that may run, so that
+plans and progress bars know the whole amount of work from the start.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..engine import Job, job
+from ..jobs import das_job, das_key, das_set_job, result_dir
+from ..models import TransformerLM, default_site
+from .options import ExplainOptions
+
+
+@dataclass(frozen=True)
+class Target:
+    program: str          # a built-in name, or path/to/file.py:ClassName
+    variable: str
+    site: str
+    default_site: bool    # the model's default site: left out of the options, as everywhere else
+    d: int                # the site's state size
+
+
+def targets(o: ExplainOptions, programs: dict, model) -> list[Target]:
+    from ..align.sites import get_site
+
+    default = default_site(model)
+    sizes = {s: get_site(model, s).size for s in o.sites(model)}
+    out = []
+    for name, program in programs.items():
+        names = program.variables if o.variables == "all" else (program.core or program.variables)
+        for variable in names:
+            out += [Target(getattr(program, "_spec", name), variable, s, s == default, d) for s, d in sizes.items()]
+    return out
+
+
+def alignment(o: ExplainOptions, t: Target, map_: str, k: int | None = None, seed: int | None = None,
+              control: str | None = None) -> dict:
+    """The DAS options of one alignment of a target (defaults left out, so keys match other requests)."""
+    return {"program": t.program, "variable": t.variable, **o.das_options(o.seed if seed is None else seed),
+            **({} if t.default_site else {"site": t.site}), **({} if map_ == "orthogonal" else {"map": map_}),
+            **({} if k in (None, t.d // 2) else {"k": k}), **({"control": control} if control else {})}
+
+
+def resettable(model) -> bool:
+    """Whether an untrained copy can be made (see `search.untrained_copy`)."""
+    return any(callable(getattr(m, "reset_parameters", None)) for m in model.modules() if m is not model)
+
+
+class ExplainPlan:
+    """The jobs that explain some runs (run directories, or labels of models in memory) of one model family."""
+
+    def __init__(self, o: ExplainOptions, programs: dict, model, runs: list[str], gpu: float = 0.0,
+                 evidence_jobs: bool = True):
+        self.o, self.programs, self.runs, self.gpu = o, programs, [str(r) for r in runs], gpu
+        self.targets = targets(o, programs, model)
+        self.untrained = resettable(model)
+        self.attention = o.attention and isinstance(model, TransformerLM)
+        self.evidence_jobs = evidence_jobs
+        self.seeds = [o.seed + i for i in range(o.das_seeds)]
+        self._stage1: dict[Job, tuple] = {}           # job -> (run, (program, variable), target, map)
+        self._pending: dict[str, set] = {}
+        self._fits: dict[tuple, list] = {}              # (run, program, variable) -> [(val IIA, target, map)]
+        self.results: dict[str, dict[Job, dict]] = {r: {} for r in self.runs}
+        self.skipped = 0                               # controls the rule did not need
+
+    # --- the jobs --------------------------------------------------------------------------------------
+    def stage1(self, run: str) -> list[Job]:
+        out = []
+        for t in self.targets:
+            for map_ in self.o.map_list:
+                for s in self.seeds:
+                    j = das_job(run, self.gpu, **alignment(self.o, t, map_, seed=s))
+                    self._stage1[j] = (run, (t.program, t.variable), t, map_)
+                    out.append(j)
+        return out
+
+    def control(self, run: str, t: Target, map_: str) -> Job:
+        return das_job(run, self.gpu, **alignment(self.o, t, map_, control="untrained"))
+
+    def swaps(self, run: str) -> list[Job]:
+        out = []
+        if any(not p.variables for p in self.programs.values()):
+            names = [getattr(p, "_spec", n) for n, p in self.programs.items()]
+            first = next(n for n, p in zip(names, self.programs.values()) if not p.variables)
+            opts = {"match": "role", "seed": self.o.seed, "device": self.o.device,
+                    "programs": ",".join([first, *(n for n in names if n != first)]),
+                    **({"positions": self.o.positions} if self.o.positions != "all" else {})}
+            for control in ((None, "untrained") if self.untrained else (None,)):
+                full = {**opts, **({"control": control} if control else {})}
+                out.append(job("fullswap", gpu=self.gpu, run_dir=run, options=tuple(sorted(full.items()))))
+        if self.attention:
+            out.append(job("attention", gpu=self.gpu, run_dir=run,
+                           options=(("device", self.o.device), ("seed", self.o.seed))))
+        return out
+
+    def roots(self) -> list[Job]:
+        out = []
+        for run in self.runs:
+            mine = self.stage1(run) + self.swaps(run)
+            self._pending[run] = set(mine)
+            out += mine
+        return out
+
+    def variables(self) -> list[tuple[str, str]]:
+        return list(dict.fromkeys((t.program, t.variable) for t in self.targets))
+
+    def potential(self) -> list[Job]:
+        """Every job that may run (before the sweep): the roots, a control per variable, each run's evidence."""
+        out = []
+        for run in self.runs:
+            out += self.stage1(run) + self.swaps(run)
+            if self.untrained:
+                out += [job("das", run_dir=run, control=f"{p}.{v}") for p, v in self.variables()]
+            out += [job("evidence", run_dir=run)] if self.evidence_jobs else []
+        return out
+
+    # --- expanding ---------------------------------------------------------------------------------------
+    def owns(self, j: Job) -> bool:
+        return any(j in pending for pending in self._pending.values())
+
+    def __call__(self, done: Job, result: dict) -> list[Job]:
+        """The jobs that follow a finished one (nothing for a job this plan does not own)."""
+        run = next((r for r, pending in self._pending.items() if done in pending), None)
+        if run is None:
+            return []
+        self._pending[run].discard(done)
+        self.results[run][done] = result
+        children = []
+        if done in self._stage1:
+            _, var, t, map_ = self._stage1[done]
+            fits = self._fits.setdefault((run, *var), [])
+            fits.append((result["summary"]["val_iia"], t, map_))
+            if len(fits) == self.o.das_seeds * len(self.o.map_list) * sum(x.program == var[0] and
+                                                                          x.variable == var[1] for x in self.targets):
+                children += self._control_after(run, fits)
+        self._pending[run] |= set(children)
+        if not self._pending[run] and self.evidence_jobs and done.kind != "evidence":
+            children.append(self.evidence(run))
+            self._pending[run].add(children[-1])
+        return children
+
+    def _control_after(self, run: str, fits: list) -> list[Job]:
+        """The untrained copy's fit for a variable's best site and map, if the rule can use it."""
+        if not self.untrained:
+            return []
+        by = {}
+        for val, t, map_ in fits:
+            by.setdefault((t, map_), []).append(val)
+        (t, map_), vals = max(by.items(), key=lambda item: sum(item[1]) / len(item[1]))
+        if sum(vals) / len(vals) < self.o.margin:
+            self.skipped += 1
+            return []
+        return [self.control(run, t, map_)]
+
+    def evidence(self, run: str) -> Job:
+        """The evidence job of a run whose alignments, swaps and attention test are all done."""
+        folders, swaps, attention = [], [], ""
+        for j, r in self.results[run].items():
+            if j.kind in ("das", "das_set"):
+                folders += [a["result_dir"] for a in r.get("alignments", [r])]
+            elif j.kind == "fullswap":
+                swaps.append((dict(j.get("options")).get("control") or "none", r["result_dir"]))
+            elif j.kind == "attention":
+                attention = r["result_dir"]
+        return job("evidence", gpu=self.gpu, run_dir=run, options=tuple(sorted(self.o.key().items())),
+                   alignments=tuple(sorted(set(folders))), swaps=tuple(sorted(swaps)), attention=attention)
+
+    def sweep_jobs(self, named: list[tuple[str, str, str, str]]) -> list[Job]:
+        """The k sweep below d/2 of the named program's variables, (program, variable, site, map) each, per run."""
+        out = []
+        by_name = {(t.program, t.variable, t.site): t for t in self.targets}
+        for run in self.runs:
+            for program, variable, site, map_ in named:
+                t = next((x for (p, v, s), x in by_name.items() if v == variable and s == site and
+                          p in (program, getattr(self.programs.get(program), "_spec", program))), None)
+                ks = [k for k in self.o.k_values(t.d) if k != t.d // 2] if t else []
+                if ks:
+                    out.append(das_set_job(run, [alignment(self.o, t, map_, k, s) for k in ks for s in self.seeds],
+                                           self.gpu))
+        return out
+
+
+def evidence_dir(j: Job) -> Path:
+    """Where an evidence job keeps what it found (named from everything it read)."""
+    key = {"options": dict(j.get("options")), "alignments": [Path(a).name for a in j.get("alignments")],
+           "swaps": [(c, Path(d).name) for c, d in j.get("swaps")], "attention": Path(j.get("attention")).name}
+    return result_dir(j.get("run_dir"), "evidence", key)
+
+
+def alignment_dir(run_dir, opts: dict) -> Path:
+    """Where one of a run's alignments lives."""
+    return result_dir(run_dir, "das", das_key(**opts))
+
+
+def estimate(plan: ExplainPlan, arch: str, workers: int, costs=None) -> str:
+    """`explain --dry-run`: the jobs per kind (certain, and those that run only if the rule can use them), with
+    CPU seconds from the measured job costs, and a wall-time range on `workers` workers."""
+    from ..plan import Costs, _hms, _is_done
+
+    costs = costs or Costs.load()
+    rows, o = [], plan.o
+    for run in plan.runs:
+        for j in plan.stage1(run) + plan.swaps(run):
+            done = _is_done(j) if Path(run).is_dir() else False
+            rows.append((j.kind, "always", done, 0.0 if done else _cost(costs, arch, j)))
+        per_var = costs.das(arch, {**o.das_options(o.seed), "map": o.map_list[-1]})
+        rows += [("das", "control: only above the margin", False, per_var) for _ in plan.variables()
+                 if plan.untrained]
+        n_duels = len(plan.variables()) * max(len(plan.variables()) - 1, 0) // 2
+        scoring = ((2 + o.random_seeds) * len(plan.variables()) + 4 * n_duels) * o.n_eval
+        rows.append(("evidence", "always", False, scoring * costs.arch(arch)["das_step_s"] / 512))
+        sweep = len(o.k_values(plan.targets[0].d)) - 1 if plan.targets else 0
+        rows += [("das", "k sweep: the named program only", False, per_var) for _ in range(sweep * 2)]
+    lines = [f"{'job':<10}{'when':<34}{'jobs':>6}{'done':>6}{'CPU time':>10}"]
+    table: dict[tuple, list] = {}
+    for kind, when, done, seconds in rows:
+        t = table.setdefault((kind, when), [0, 0, 0.0])
+        t[0], t[1], t[2] = t[0] + 1, t[1] + done, t[2] + seconds
+    for (kind, when), (n, done, seconds) in table.items():
+        lines.append(f"{kind:<10}{when:<34}{n:>6}{done:>6}{_hms(seconds):>10}")
+    certain = sum(s for _, when, _, s in rows if when == "always")
+    most = sum(s for *_, s in rows)
+    lines.append(f"estimated wall time with {workers} worker(s): {_hms(certain / workers)} to {_hms(most / workers)} "
+                 f"(conditional jobs run only where the decision rule can use them; costs: {costs.source})")
+    return "\n".join(lines)
+
+
+def _cost(costs, arch: str, j: Job) -> float:
+    if j.kind == "das":
+        return costs.das(arch, dict(j.get("options")))
+    a = costs.arch(arch)
+    if j.kind == "fullswap":
+        return a["fullswap_pair_s"] * dict(j.get("options")).get("n", 1000) * 2
+    return a["trial_s"] * 3 * 300
