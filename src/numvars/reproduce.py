@@ -20,9 +20,11 @@ import pandas as pd
 import torch
 
 from . import __version__, io
-from .engine import Job, default_jobs, job, run_graph
+from .engine import Job, check_jobs, default_jobs, job, run_graph
 from .errors import NumvarsError
+from .paths import check_length
 from .jobs import das_key, result_dir, work
+from .loaders import read_metrics
 from .presets import ALIGNMENTS, PRESETS, Preset, RunSpec, grid, train_overrides
 from .runtime import resolve_device, setup_threads
 
@@ -72,7 +74,7 @@ class Expander:
             out += self._explain(run_dir, dict(done.get("config")), out)
         if self._tracks_dynamics(spec):
             if checkpoints is None:
-                metrics = pd.read_parquet(Path(run_dir) / "metrics.parquet")
+                metrics = read_metrics(run_dir)
                 checkpoints = metrics.loc[metrics["checkpoint"], "epoch"].tolist()
             for epoch in checkpoints:
                 opts = {"program": "up_down", "variable": "count", "seed": 0, "device": self.device,
@@ -123,7 +125,7 @@ def assemble(roots: list[Job], results: dict, children: dict) -> dict[str, pd.Da
                 continue
             _collect(child, results[child], labels, tables)
             if child.get("checkpoint"):
-                metrics = metrics if metrics is not None else pd.read_parquet(Path(r["run_dir"]) / "metrics.parquet")
+                metrics = metrics if metrics is not None else read_metrics(r["run_dir"])
                 accuracy = metrics.loc[metrics["epoch"] == child.get("epoch"), "trial_accuracy"].iloc[0]
                 tables["dynamics"].append({**labels, "epoch": child.get("epoch"), "trial_accuracy": accuracy,
                                            "iia": results[child]["summary"]["iia"]})
@@ -225,6 +227,8 @@ def reproduce(preset: str | Preset = "quick", out=None, device: str = "auto", th
 
     p = get_preset(preset)
     out = Path(out or Path("results") / p.name)
+    check_length(out, "out")
+    check_jobs(jobs)
     io.ensure_writable_dir(out)
     dev = str(resolve_device(device))
     setup_threads(threads, torch.device(dev))

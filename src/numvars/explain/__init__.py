@@ -21,7 +21,10 @@ from tqdm.auto import tqdm
 
 from .. import options
 from ..errors import NumvarsError
+from ..align.protocol import MAPS, MAX_PAIRS
 from ..models import default_site
+from ..models.config import MAX_D_MODEL
+from ..runtime import resolve_device
 from ..options import opt
 from ..programs import get_program
 from ..programs.sampling import POSITIONS
@@ -57,8 +60,13 @@ class ExplainOptions:
             raise NumvarsError(f"variables={self.variables!r}: choose all or core")
         options.check_range("margin", self.margin, 0.0, 1.0)
         for name in ("n_train", "n_val", "n_test"):
-            options.check_range(name, getattr(self, name), 1)
+            options.check_range(name, getattr(self, name), 1, MAX_PAIRS)
         options.check_choice("positions", self.positions, POSITIONS)
+        options.check_seed("seed", self.seed)
+        for name in self.maps.split(","):
+            options.check_choice("maps", name.strip(), MAPS)
+        self.k_values(MAX_D_MODEL)                        # the words of ks are checked now, the sizes per model
+        resolve_device(self.device)
 
     def programs(self) -> dict:
         out = {}
@@ -73,8 +81,8 @@ class ExplainOptions:
             word = word.strip()
             try:
                 k = d // int(word[2:]) if word.startswith("d/") else int(word)
-            except ValueError:
-                raise NumvarsError(f"ks={self.ks!r}: give integers or d/N, e.g. ks=1,2,d/4,d/2") from None
+            except (ValueError, ZeroDivisionError):
+                raise NumvarsError(f"ks={self.ks!r}: give integers or d/N with N >= 1, e.g. ks=1,2,d/4,d/2") from None
             if 1 <= k <= d:
                 ks.append(k)
         if not ks:

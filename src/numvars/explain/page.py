@@ -9,19 +9,21 @@ from .. import figures as F
 from .. import html as h
 from .. import io
 from ..analysis import draw
+from ..paths import inside
 from . import Explanation
 
 
 def render(x: Explanation, out: Path, title: str) -> Path:
-    figures = [draw(out / "figures", "k_curves", lambda: F.fig_k_curves(x.table))]
+    folder = inside(out, "figures")
+    figures = [draw(folder, "k_curves", lambda: F.fig_k_curves(x.table))]
     phases = _phase_frame(x)
-    figures.append(draw(out / "figures", "phase_pairs", lambda: F.fig_phase_pairs(phases),
+    figures.append(draw(folder, "phase_pairs", lambda: F.fig_phase_pairs(phases),
                         "IIA of each variable's best alignment by the phase of the base and the source position"))
     count = next((f for (p, v), f in x.pairs.items() if (p, v) == ("up_down", "count") and f is not None), None)
     if count is not None:
         grid = count.groupby(["base_value", "source_value"], as_index=False).agg(
             iia=("correct", "mean"), pairs=("correct", "size"))
-        figures.append(draw(out / "figures", "gradience_heatmap", lambda: F.fig_gradience_heatmap(grid, 0),
+        figures.append(draw(folder, "gradience_heatmap", lambda: F.fig_gradience_heatmap(grid, 0),
                             "Up-Down count IIA by base and source count (the best alignment)"))
     body = "".join([f"<header><h1>What does this network compute?</h1><p class='sub'>{h.e(title)}</p></header>",
                     f"<section><h2>Verdict</h2><p><b>{h.e(x.best if x.best != 'none' else 'no program fits')}"
@@ -30,7 +32,7 @@ def render(x: Explanation, out: Path, title: str) -> Path:
                     _swap(x), "<section><h2>Evidence</h2>",
                     "".join(f"<article><h3>{h.e(f['title'])}</h3>{h.img(out, f)}</article>" for f in figures),
                     f"<h3>Every alignment</h3>{_alignments(x.table)}</section>"])
-    return io.write_text(out / "explain.html", h.page("numvars explain", body))
+    return io.write_text(inside(out) / "explain.html", h.page("numvars explain", body))
 
 
 def _phase_frame(x: Explanation) -> pd.DataFrame:

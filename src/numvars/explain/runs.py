@@ -13,6 +13,8 @@ from ..align.sites import get_site
 from ..engine import job, run_graph
 from ..errors import NumvarsError
 from ..jobs import load_run, work
+from ..loaders import read_job_table
+from ..paths import check_length, inside
 from ..models import build, default_site
 from . import ExplainOptions, Explanation, requests, summarize, verdict
 
@@ -30,7 +32,9 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
     for r, (_, other, _, _) in zip(run_dirs[1:], loaded[1:]):
         if other.spec != task.spec:
             raise NumvarsError(f"{r} was trained on another task than {run_dirs[0]}; explain runs of one condition")
-    out = Path(out) if out else run_dirs[0] / "explain"
+    if out is not None:
+        check_length(out, "out")
+    out = Path(out) if out else inside(run_dirs[0], "explain")
     io.ensure_writable_dir(out)
     programs = o.programs()
     roots = [j for r in run_dirs for j in _jobs(o, programs, model, r)]
@@ -41,13 +45,13 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
             s, rdir = results[j]["summary"], Path(results[j]["result_dir"])
             rows.append({"program": s["program"], "variable": ",".join(s["variables"]), "site": s["site"],
                          "map": s["map"], "k": s["k"], "control": s["control"], "iia": s["iia"], "val_iia": s["val_iia"]})
-            frames.append(pd.read_parquet(rdir / "pairs.parquet"))
+            frames.append(read_job_table(rdir, "das"))
     table, pair_frames = summarize(rows, frames)
     swap, attention = _pooled(roots, results)
     explanation = verdict(table, pair_frames, swap, attention, programs, o)
     doc = {**explanation.to_json(), "runs": [str(r) for r in run_dirs], "arch": cfg.model.arch,
            "task": cfg.task.name, "d_model": cfg.model.d_model}
-    io.write_json(out / "explain.json", json.loads(json.dumps(doc, default=str)))
+    io.write_json(inside(out) / "explain.json", json.loads(json.dumps(doc, default=str)))
     render(explanation, out, title=f"{cfg.model.arch} on {cfg.task.name}, d = {cfg.model.d_model}, "
                                    f"{len(run_dirs)} run(s)")
     return explanation, out
