@@ -93,7 +93,7 @@ class DASOptions:
         for name in ("n_train", "n_val", "n_test", "batch_size"):
             options.check_range(name, getattr(self, name), 1, MAX_PAIRS)
         options.check_range("max_epochs", self.max_epochs, 1, 100_000)
-        options.check_range("patience", self.patience, 1)
+        options.check_range("patience", self.patience, 1, 100_000)
         options.check_seed("seed", self.seed)
         if self.lr <= 0:
             raise NumvarsError(f"lr={self.lr} must be > 0")
