@@ -8,9 +8,9 @@ of a file outside the folder in what numvars prints or writes.
 Bounded and reproducible: every property runs derandomized (a fixed seed, no example database) for the
 number of examples in EXAMPLES (770 in all: 500 options, 120 command lines, 100 damaged run folders, 40
 damaged results folders, 10 real processes), about two minutes on a 2-core machine; the suite prints a
-summary line (examples, how many ended in exit 0, seconds) at its end. Sizes in the generated words are either tiny (1, 2) or out of
-range, so the real work each example does stays small; there is no per-example deadline (timings on a
-shared 2-core machine vary), a hard alarm bounds every command instead.
+summary line (examples, how many ended in exit 0, seconds) at its end. Sizes in the generated words are
+either tiny (1, 2) or out of range, so the real work each example does stays small; there is no
+per-example deadline (timings on a shared 2-core machine vary): a hard alarm bounds every command instead.
 """
 from __future__ import annotations
 
@@ -435,7 +435,7 @@ def test_fuzz_damaged_results_folders_never_leak_into_the_report(results_templat
     elif target == "explain links":
         page = ["javascript:alert(1)", "data:text/html,x", " javascript:x", "JaVaScRiPt:x", "../../secret.png",
                 "/etc/passwd", "runs/x/explain.html", "http://example.invalid/x.html", "a b.html", "x.html#'><b>"]
-        pd.DataFrame([{"run_name": "r", "arch": "gru", "task": "t", "d_model": 20, "seed": 0, "best": "<b>x</b>",
+        pd.DataFrame([{"run_name": "gru-multi_object-default-d20-s0", "arch": "gru", "task": "t", "d_model": 20, "seed": 0, "best": "<b>x</b>",
                        "verdict": "v", "page": page[detail]}]).to_csv(root / "tables" / "explain.csv", index=False)
     else:
         how, value = data.draw(DAMAGES)

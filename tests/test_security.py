@@ -63,9 +63,10 @@ def hostile_results(tmp_path_factory):
     root = base / "results"
     root.mkdir()
     write_results(root, {})
-    pd.DataFrame([{"run_name": "r", "arch": "gru", "task": "multi_object", "d_model": 20, "seed": 0, "best": "up_down",
+    kept = [f"gru-multi_object-default-d20-s{s}" for s in (0, 1)]          # runs the analyses keep
+    pd.DataFrame([{"run_name": kept[0], "arch": "gru", "task": "multi_object", "d_model": 20, "seed": 0, "best": "up_down",
                    "verdict": "v", "page": "javascript:alert(document.cookie)"},
-                  {"run_name": "s", "arch": "gru", "task": "multi_object", "d_model": 20, "seed": 1, "best": "up_down",
+                  {"run_name": kept[1], "arch": "gru", "task": "multi_object", "d_model": 20, "seed": 1, "best": "up_down",
                    "verdict": "v", "page": "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg=="}]
                  ).to_csv(root / "tables" / "explain.csv", index=False)
     analysis.analyze(root)
@@ -98,6 +99,7 @@ def test_a_report_embeds_no_file_that_its_tables_or_links_point_to_outside_the_f
 
 def test_a_report_renders_no_link_from_table_data_to_a_script_or_data_url(hostile_results):
     text = hostile_results[1].read_text()
+    assert text.count("explain page") == 2                         # both rows are shown, as text
     assert "javascript:" not in " ".join(re.findall(r"href='([^']*)'", text))
     assert not re.search(r"href=['\"]\s*(javascript|data):", text, re.I)
 
@@ -106,10 +108,12 @@ def test_a_report_renders_no_link_from_table_data_to_a_script_or_data_url(hostil
 def test_headless_chromium_finds_no_outside_image_and_no_script_link(hostile_results, tmp_path):
     chromium = _chromium()
     root, page, secrets = hostile_results
-    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                          "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
-                          "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+    argv = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()]
+    for _ in range(3):                          # a loaded machine now and then gets an empty dump: try again
+        dom = subprocess.run(argv, capture_output=True, text=True, timeout=120).stdout
+        if dom:
+            break
     assert "data-figures-loaded" in dom, dom[:300]
     ours = {base64.b64encode(p.read_bytes()).decode() for p in (root / "figures").glob("*.png") if not p.is_symlink()}
     for src in re.findall(r'<img[^>]*src="([^"]*)"', dom):
@@ -184,9 +188,10 @@ def test_a_huge_value_is_cut_and_a_newline_in_a_path_stays_on_one_line(tmp_path,
 
 # --- 4. bad values end in one line, never a traceback -----------------------------------------------------
 
-MISSING_STEP = "from numvars.programs import Program\nclass NoStep(Program):\n    variables = ('count',)\n" \
-               "    def init(self, b):\n        import torch\n        return {'count': torch.zeros(b, dtype=torch.long)}\n" \
-               "    def predict(self, s):\n        return s['count']\n"
+MISSING_STEP = ("from numvars.programs import Program\nimport torch\nclass NoStep(Program):\n"
+                "    variables = ('count',)\n    def init(self, b):\n"
+                "        return {'count': torch.zeros(b, dtype=torch.long)}\n"
+                "    def predict(self, s):\n        return s['count']\n")
 EXITS = "import sys\nfrom numvars.programs import UpDown\nclass Exits(UpDown):\n" \
         "    def step(self, state, roles):\n        sys.exit(3)\n"
 

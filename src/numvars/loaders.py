@@ -59,7 +59,8 @@ def _column(values: pd.Series, name: str) -> pd.Series:
         raise ValueError(f"column {name} holds an infinite number")
     if name in NUMBER:
         return numbers
-    if (name in INT and numbers.isna().any()) or ((numbers % 1).fillna(0) != 0).any() or (numbers.abs() > 2 ** 53).any():
+    fractional = ((numbers % 1).fillna(0) != 0).any() or (numbers.abs() > 2 ** 53).any()
+    if fractional or (name in INT and numbers.isna().any()):
         raise ValueError(f"column {name} holds values that are not integers")
     return numbers if numbers.isna().any() else numbers.astype("int64")
 
@@ -136,7 +137,8 @@ def read_config(run_dir):
     sections = io.read_yaml(inside(run_dir, "config.yaml"))
     if not all(isinstance(sections.get(k), dict) for k in ("task", "model", "train")):
         raise NumvarsError(f"{run_dir}/config.yaml has no valid model section (it needs mappings under task, model "
-                           f"and train); the run cannot be used: train it again with its keys (`numvars train key=value ...`)")
+                           f"and train); the run cannot be used: train it again with its keys (`numvars train "
+                           f"key=value ...`)")
     try:
         return RunConfig.from_sections(sections)
     except NumvarsError as e:

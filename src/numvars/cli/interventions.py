@@ -160,7 +160,8 @@ def register(sub) -> None:
                        description="Model Alignment Search: one invertible map per model, learned so that B's aligned "
                                    "subspace swapped into A's state makes A continue with B's value (and back). "
                                    "Prints IIA in every direction; saved under RUN_A/align/.",
-                       epilog="keys (key=value):\n" + help_lines(CrossOptions) + "\n\nexample:\n  numvars align-models runs/GRU_S0 runs/GRU_S1 variable=count k=10",
+                       epilog="keys (key=value):\n" + help_lines(CrossOptions) + "\n\nexample:\n"
+                              "  numvars align-models runs/GRU_S0 runs/GRU_S1 variable=count k=10",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     m.add_argument("run_a")
     m.add_argument("run_b")
