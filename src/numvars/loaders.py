@@ -136,8 +136,8 @@ def read_config(run_dir):
     run_dir = run_folder(run_dir)
     sections = io.read_yaml(inside(run_dir, "config.yaml"))
     if not all(isinstance(sections.get(k), dict) for k in ("task", "model", "train")):
-        raise NumvarsError(f"{run_dir}/config.yaml has no valid model section (it needs mappings under task, model "
-                           f"and train); the run cannot be used: train it again with its keys (`numvars train "
+        raise NumvarsError(f"{run_dir}/config.yaml needs mappings under task, model and train (it has no valid model "
+                           f"section); the run cannot be used: train it again with its keys (`numvars train "
                            f"key=value ...`)")
     try:
         return RunConfig.from_sections(sections)
