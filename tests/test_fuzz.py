@@ -6,8 +6,8 @@ past HANG_S seconds, never a write outside the example's own folder, never a par
 of a file outside the folder in what numvars prints or writes.
 
 Bounded and reproducible: every property runs derandomized (a fixed seed, no example database) for the
-number of examples in EXAMPLES (770 in all: 500 options, 120 command lines, 100 damaged run folders, 40
-damaged results folders, 10 real processes), about two minutes on a 2-core machine; the suite prints a
+number of examples in EXAMPLES (764 in all: 500 options, 120 command lines, 100 damaged run folders, 40
+damaged results folders, 4 real processes), about two minutes on a 2-core machine; the suite prints a
 summary line (examples, how many ended in exit 0, seconds) at its end. Sizes in the generated words are
 either tiny (1, 2) or out of range, so the real work each example does stays small; there is no
 per-example deadline (timings on a shared 2-core machine vary): a hard alarm bounds every command instead.
@@ -45,7 +45,7 @@ from numvars.tasks import TaskSpec
 from conftest import TINY, claim_trained, tiny_config
 from test_report import write_results
 
-EXAMPLES = {"options": 500, "words": 120, "run_files": 100, "results_files": 40, "process": 10}
+EXAMPLES = {"options": 500, "words": 120, "run_files": 100, "results_files": 40, "process": 4}
 HANG_S = 120
 RUNS: dict[str, list] = {}            # property -> [examples, seconds, exit 0]; printed by conftest at the end
 SECRET = "SECRET-b5e1-" * 8
