@@ -5,6 +5,7 @@ tiny and every run is trained once and shared. No test asserts a time.
 """
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 
 import pytest
@@ -43,6 +44,22 @@ def in_float32():
         torch.set_default_dtype(before)
 
 
+def claim_trained(run_dir):
+    """Make a copied tiny run pass for one trained to the criterion (its summary and metrics agree), for
+    tests of what comes after training; returns the run directory."""
+    import json
+
+    import pandas as pd
+
+    metrics = pd.read_parquet(run_dir / "metrics.parquet")
+    metrics.loc[metrics.index[-1], "trial_accuracy"] = 1.0
+    metrics.to_parquet(run_dir / "metrics.parquet", index=False)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.update(reached_criterion=True, criterion_epoch=int(metrics["epoch"].iloc[-1]), trial_accuracy=1.0)
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return run_dir
+
+
 def tiny_config(out, **overrides):
     """A RunConfig with the TINY sizes, writing under `out`; overrides are key=value strings or values."""
     return from_mapping({**TINY, "out": str(out), **overrides})
@@ -66,3 +83,13 @@ def partly_trained(tmp_path_factory):
         return made[name]
 
     return get
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fuzz suite's size and time, as run (tests/test_fuzz.py states the numbers it asks for)."""
+    fuzz = sys.modules.get("test_fuzz")
+    if fuzz is not None and fuzz.RUNS:
+        parts = [f"{name} {n} examples ({ok} exit 0) in {s:.0f} s" for name, (n, s, ok) in fuzz.RUNS.items()]
+        total = sum(n for n, _, _ in fuzz.RUNS.values())
+        terminalreporter.write_line(f"fuzz suite: {'; '.join(parts)}; {total} in all, "
+                                    f"{sum(s for _, s, _ in fuzz.RUNS.values()):.0f} s")

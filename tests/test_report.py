@@ -119,14 +119,15 @@ def write_results(root: Path, real: dict) -> Path:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """(results dir, analyze() output, report path) — treat as read-only."""
-    runs_dir = tmp_path_factory.mktemp("report_runs")
+    root = tmp_path_factory.mktemp("results")
+    runs_dir = root / "runs"                      # inside the results folder, as `reproduce` writes them
     tiny = dict(d_model=8, max_epochs=2, steps_per_epoch=2, eval_per_count=1)
     real = {("gru", "multi_object", 0): train(tiny_config(runs_dir, **tiny), progress=False).run_dir,
             ("lstm", "multi_object", 0): train(tiny_config(runs_dir, arch="lstm", **tiny), progress=False).run_dir,
             ("transformer", "multi_object", 0): train(tiny_config(runs_dir, arch="transformer", **tiny),
                                                       progress=False).run_dir,
             "npe": train(tiny_config(runs_dir, arch="transformer", pos="none", **tiny), progress=False).run_dir}
-    root = write_results(tmp_path_factory.mktemp("results"), real)
+    write_results(root, real)
     out = analysis.analyze(root)
     return root, out, report.render(root)
 

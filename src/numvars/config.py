@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 
-from . import options, stale
+from . import options, paths, stale
 from .options import opt
 from .errors import NumvarsError
 from .models.config import ModelConfig
@@ -52,7 +52,7 @@ class TrainConfig:
         if self.inputs not in INPUTS:
             raise NumvarsError(f"unknown inputs {self.inputs!r}; choose teacher (the true tokens) or model (the "
                                "model's own predictions at response positions)")
-        options.check_range("seed", self.seed, 0)
+        options.check_seed("seed", self.seed)
         options.check_range("batch_size", self.batch_size, 1, 65_536, "larger batches do not fit in memory")
         options.check_range("steps_per_epoch", self.steps_per_epoch, 1, 100_000)
         options.check_range("max_epochs", self.max_epochs, 1, 1_000_000)
@@ -60,6 +60,9 @@ class TrainConfig:
         options.check_range("warmup_steps", self.warmup_steps, 0, 10_000_000)
         if self.lr <= 0 or self.min_lr < 0:
             raise NumvarsError(f"lr={self.lr} must be > 0 and min_lr={self.min_lr} >= 0")
+        if self.min_lr > self.lr:
+            raise NumvarsError(f"min_lr={self.min_lr} is above lr={self.lr}; the decayed rate is floored at min_lr, "
+                               "so it must be at most lr")
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Placement:
         options.canonicalize(self)
         if not self.out.strip():
             raise NumvarsError("out= is empty; name a folder, e.g. out=runs")
+        paths.check_length(self.out, "out")
         check_device(self.device)
         options.check_range("threads", self.threads, 1, MAX_THREADS)
 

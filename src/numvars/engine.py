@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .errors import NumvarsError
 
 ENGINES = ("local", "ray")
+MAX_JOBS = 1024
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,12 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:                   # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def check_jobs(jobs: int | None) -> None:
+    """Worker processes: at least one (None: the default, one per core), at most MAX_JOBS."""
+    if jobs is not None and not (isinstance(jobs, int) and 1 <= jobs <= MAX_JOBS):
+        raise NumvarsError(f"--jobs {jobs} must be in 1..{MAX_JOBS}")
 
 
 def _init_worker(threads: int) -> None:
@@ -69,8 +76,7 @@ def run_graph(roots: Iterable[Job], work: Callable[[Job], Any], expand: Callable
     jobs `expand` named after j, in its order."""
     if engine not in ENGINES:
         raise NumvarsError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    if jobs < 1:
-        raise NumvarsError(f"--jobs {jobs} must be >= 1")
+    check_jobs(jobs)
     roots = list(dict.fromkeys(roots))
     bar = tqdm(total=len(roots), desc=desc, unit="job", disable=not progress)
     try:

@@ -9,9 +9,12 @@ import pandas as pd
 import torch
 from torch import nn
 
+from . import options
+from .errors import NumvarsError
 from .models import step_states
-from .tasks import PAD, Batch, Task
+from .tasks import MAX_COUNT, PAD, Batch, Task
 
+MAX_TRIALS = 20_000  # a count table's trials, generated at once
 EVAL_SEED = 10_007  # the evaluation set is fixed across epochs so accuracies are comparable
 
 
@@ -102,9 +105,19 @@ def greedy_trials(model: nn.Module, task: Task, counts=range(1, 21), per_count: 
     return TrialResult(counts=batch.counts, correct=correct.cpu())
 
 
+def check_count_table(max_count: int, per_count: int) -> None:
+    """The sizes of a count table: every trial of it is generated at once, so their number is bounded."""
+    options.check_range("--max-count", max_count, 1, MAX_COUNT, "sequences are 2·count + 3 tokens long")
+    options.check_range("--per-count", per_count, 1, MAX_TRIALS)
+    if max_count * per_count > MAX_TRIALS:
+        raise NumvarsError(f"--max-count {max_count} × --per-count {per_count} = {max_count * per_count:,} trials; at "
+                           f"most {MAX_TRIALS:,} are generated at once (all in memory): lower one of them")
+
+
 def count_table(model: nn.Module, task: Task, max_count: int = 30, per_count: int = 15) -> pd.DataFrame:
     """Free-running trial accuracy for each count 1..max_count, with whether the count was held out
     of training and whether it lies inside the training range."""
+    check_count_table(max_count, per_count)
     table = greedy_trials(model, task, range(1, max_count + 1), per_count).by_count()
     table["held_out"] = table["count"].isin(task.spec.holdouts)
     table["in_training_range"] = table["count"] <= task.spec.max_count

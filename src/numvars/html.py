@@ -10,7 +10,12 @@ import base64
 import html
 import json
 import math
+import re
 from pathlib import Path
+
+from .errors import NumvarsError
+from .figures import TITLES
+from .paths import inside
 
 
 def e(x) -> str:
@@ -75,14 +80,50 @@ def duration(seconds) -> str:
 # Sections
 
 
+PNG = b"\x89PNG\r\n\x1a\n"
+MAX_FIGURE = 20_000_000        # bytes; numvars's figures are about 100 kB
+_PAGE = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+/-]*\.html$")
+
+
+def figure_png(root: Path, fig) -> bytes | str:
+    """The PNG of a figure the analyses drew, or why it is not embedded. Only ROOT/figures/<name>.png of a
+    figure numvars draws is read (wherever the figures table points), without following a link out of
+    ROOT, and only if it is a PNG: a results folder from someone else cannot put another file in a page."""
+    name, file = str(fig.get("name", "")), str(fig.get("file", ""))
+    if name not in TITLES or file != f"figures/{name}.png":
+        return f"{file} is not a figure numvars draws"
+    try:
+        path = inside(root, "figures", f"{name}.png")
+    except NumvarsError:
+        return f"{file} leads out of the folder"
+    if not path.is_file():
+        return f"{file} is missing"
+    if path.stat().st_size > MAX_FIGURE:
+        return f"{file} is larger than any figure numvars draws"
+    data = path.read_bytes()
+    return data if data.startswith(PNG) else f"{file} is not a PNG image"
+
+
 def img(root: Path, fig) -> str:
-    path = root / str(fig["file"])
-    if fig["status"] != "ok" or not path.is_file():
-        reason = fig["reason"] or f"{fig['file']} is missing"
-        return f"<p class='skipped'>Figure skipped: {e(reason)}.</p>"
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f"<figure><img src='data:image/png;base64,{data}' alt='{e(fig['title'])}'>"
+    data = figure_png(root, fig) if fig["status"] == "ok" else fig["reason"] or "not drawn"
+    if isinstance(data, str):
+        return f"<p class='skipped'>Figure skipped: {e(data)}.</p>"
+    encoded = base64.b64encode(data).decode("ascii")
+    return (f"<figure><img src='data:image/png;base64,{encoded}' alt='{e(fig['title'])}'>"
             f"<figcaption>{e(fig['caption'])}</figcaption></figure>")
+
+
+def link(root: Path, target, text: str) -> str:
+    """A link to a page inside ROOT (a relative path to an .html file, as numvars records it), else the text
+    alone: a table value such as `javascript:...`, `data:...`, `/etc/...` or `../x.html` never becomes a link."""
+    target = str(target)
+    if not _PAGE.match(target) or ".." in target.split("/"):
+        return e(text)
+    try:
+        inside(root, target)
+    except NumvarsError:
+        return e(text)
+    return f"<a href='{e(target)}'>{e(text)}</a>"
 
 
 CSS = """

@@ -61,8 +61,8 @@ def write_atomic(path: Path, write) -> Path:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         write(tmp)
-        if path.is_file() and filecmp.cmp(tmp, path, shallow=False):
-            return path
+        if path.is_file() and not path.is_symlink() and filecmp.cmp(tmp, path, shallow=False):
+            return path                    # (a link is replaced, never followed: os.replace renames over it)
         os.chmod(tmp, 0o666 & ~_UMASK)     # mkstemp makes files private (0600); give results normal permissions
         os.replace(tmp, path)
     except (OSError, SafetensorError) as e:
@@ -97,22 +97,61 @@ def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str
     return write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def read_json(path) -> dict:
+MAX_JSON = 64_000_000      # numvars's own JSON files are kilobytes; refuse to parse anything huge
+MAX_YAML = 1_000_000       # config.yaml is a few hundred bytes
+
+
+class _NoAliases(yaml.SafeLoader):
+    """Safe YAML without anchors and aliases: numvars never writes them, and a kilobyte of nested aliases
+    expands into billions of nodes (the "billion laughs")."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.YAMLError("anchors and aliases")
+        return super().compose_node(parent, index)
+
+
+def _read_text(path, limit: int, what: str) -> str:
+    path = Path(path)
     try:
-        return json.loads(Path(path).read_text())
+        size = path.stat().st_size
+        if size > limit:
+            raise NumvarsError(f"{path} is {size:,} bytes, more than any {what} numvars writes ({limit:,}); "
+                               f"delete it and rerun")
+        return path.read_text()
     except FileNotFoundError:
         raise NumvarsError(f"{path} is missing") from None
+    except UnicodeDecodeError:
+        raise NumvarsError(f"{path} is not text (UTF-8); delete it and rerun") from None
+    except OSError as e:
+        raise NumvarsError(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
+
+
+def read_json(path):
+    """Parsed JSON (of any type: the loaders in `numvars.loaders` check what it holds)."""
+    text = _read_text(path, MAX_JSON, "JSON file")
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise NumvarsError(f"{path} is not valid JSON ({e.msg}); delete it and rerun") from None
+    except (ValueError, RecursionError) as e:        # an integer of 5,000 digits; nesting thousands deep
+        raise NumvarsError(f"{path} is not JSON numvars can read ({type(e).__name__}); delete it and rerun") \
+            from None
 
 
 def read_yaml(path) -> dict:
+    """A YAML mapping, read with a size limit and without anchors or aliases."""
+    text = _read_text(path, MAX_YAML, "YAML file")
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise NumvarsError(f"{path} is missing") from None
-    except yaml.YAMLError:
-        raise NumvarsError(f"{path} is not valid YAML; delete it and rerun") from None
+        data = yaml.load(text, Loader=_NoAliases)
+    except yaml.YAMLError as e:
+        why = "it uses anchors or aliases (& or *), which numvars never writes" if "aliases" in str(e) else \
+            "it is not valid YAML"
+        raise NumvarsError(f"{path} cannot be read: {why}; delete it and rerun") from None
+    except (RecursionError, ValueError):
+        raise NumvarsError(f"{path} cannot be read: it nests too deep or holds values YAML cannot convert; "
+                           f"delete it and rerun") from None
     if not isinstance(data, dict):
         raise NumvarsError(f"{path} does not hold a mapping; delete it and rerun")
     return data
@@ -137,7 +176,14 @@ def load_tensors(path) -> dict[str, torch.Tensor]:
 
 
 def read_table(path) -> pd.DataFrame:
+    """A Parquet or CSV table as it is on disk; one-line errors for a missing or unreadable file
+    (`numvars.loaders` checks its columns)."""
     path = Path(path)
     if not path.is_file():
         raise NumvarsError(f"table {path} is missing")
-    return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    try:
+        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except Exception as e:        # pyarrow and pandas raise many kinds for a damaged file; the file is the cause
+        raise NumvarsError(f"table {path} is unreadable ({type(e).__name__}); delete it and rerun") from None

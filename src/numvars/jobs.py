@@ -10,13 +10,13 @@ import hashlib
 import json
 from pathlib import Path
 
-import pandas as pd
-
-from . import io, models, stale
+from . import io, loaders, models, stale
+from . import options
 from .align import DASOptions, FullSwapOptions, das, full_swap
-from .config import RunConfig
+from .align.protocol import AttentionOptions, CrossOptions
 from .engine import Job, job
 from .errors import NumvarsError
+from .paths import component, inside
 
 PAIR_COLUMNS = ("map", "base_value", "source_value", "abs_diff", "correct", "phase_t", "phase_u", "trivial",
                 "signed_error")
@@ -26,8 +26,8 @@ def load_run(run_dir, require_trained: bool = True, checkpoint: str | None = Non
     """(model, task, config, summary) of a run directory."""
     run_dir = Path(run_dir)
     model = models.load(run_dir, checkpoint)
-    cfg = RunConfig.from_sections(io.read_yaml(run_dir / "config.yaml"))
-    summary = io.read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else None
+    cfg = loaders.read_config(run_dir)
+    summary = loaders.read_summary(run_dir) if require_trained else None
     if require_trained:
         if summary is None:
             raise NumvarsError(f"run {run_dir} has not finished training; finish it with `numvars train --from "
@@ -42,14 +42,14 @@ def load_run(run_dir, require_trained: bool = True, checkpoint: str | None = Non
 def job_name(kind: str, key: dict) -> str:
     """A readable name plus a hash of the options that change the result."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    label = "-".join(str(key[k]).replace(",", "+") for k in ("program", "variable") if k in key)
+    label = "-".join(component(str(key[k]).replace(",", "+")) for k in ("program", "variable") if k in key)
     return f"{kind}-{label}-{digest}" if label else f"{kind}-{digest}"
 
 
 def result_dir(run_dir, kind: str, key: dict) -> Path:
     """Where a job's result lives; the key includes the protocol version, so results of older code
     are never reused."""
-    return Path(run_dir) / "align" / job_name(kind, {**key, "protocol": stale.current()})
+    return inside(run_dir, "align", job_name(kind, {**key, "protocol": stale.current()}))
 
 
 def das_key(checkpoint: str | None = None, **opts) -> dict:
@@ -77,12 +77,11 @@ def _prepare(run_dir, kind: str, key: dict) -> tuple[Path, dict | None]:
     """The job's folder and its finished result (None when it must run); the folder must be writable
     before any work starts. Results of an older protocol are reported and ignored."""
     out = result_dir(run_dir, kind, key)
-    key = {**key, "protocol": stale.current()}
-    if (out / "result.json").is_file():
-        return out, io.read_json(out / "result.json")
+    done = loaders.read_result(out, kind, key)
+    if done is not None:
+        return out, done
     io.ensure_writable_dir(out.parent)
-    same = {k: v for k, v in key.items() if k != "protocol"}
-    stale.report(out.parent, f"{kind}-*", "result.json", lambda old: _same_job(old, same))
+    stale.report(out.parent, f"{kind}-*", "result.json", lambda old: _same_job(old, key))
     return out, None
 
 
@@ -163,6 +162,7 @@ def attention_run(run_dir, n: int = 300, seed: int = 0, layers: tuple[int, ...] 
     """The attention test of a trained Transformer run, cached like the alignments."""
     from .align.attention import attention_test
 
+    AttentionOptions(n=n, seed=seed, device=device)
     key = attention_key(n, seed, layers)
     model, task, _, _ = load_run(run_dir)
     out, done = _prepare(run_dir, "attention", key)
@@ -210,18 +210,20 @@ def das_output(j: Job, summary: dict, rdir: Path) -> dict:
 
 def pair_rows(result_dir, map_: str) -> list[dict]:
     """An alignment's per-pair rows as the reproduction's pairs table keeps them."""
-    pairs = pd.read_parquet(Path(result_dir) / "pairs.parquet")
+    pairs = loaders.read_job_table(Path(result_dir), "das")
     return pairs[[c for c in PAIR_COLUMNS if c in pairs]].assign(map=map_).to_dict("records")
 
 
 def _oor(run_dir: Path, max_count: int, per_count: int) -> list[dict]:
     from .evaluate import count_table
 
-    path = run_dir / f"eval_max{max_count}_per{per_count}.csv"
-    if not path.is_file():
+    name = f"eval_max{max_count}_per{per_count}.csv"
+    table = loaders.read_eval(run_dir, name)
+    if table is None:
         model, task, _, _ = load_run(run_dir, require_trained=False)
-        io.write_table(path, count_table(model, task, max_count, per_count))
-    return pd.read_csv(path).to_dict("records")
+        io.write_table(inside(run_dir) / name, count_table(model, task, max_count, per_count))
+        table = loaders.read_eval(run_dir, name)
+    return table.to_dict("records")
 
 
 def align_runs(items: list[tuple]) -> list[tuple[dict, Path, bool]]:
@@ -248,14 +250,14 @@ def align_runs(items: list[tuple]) -> list[tuple[dict, Path, bool]]:
     return out
 
 
-CROSS_KEYS = {"program": str, "variable": str, "k": int, "map": str, "seed": int, "n_train": int, "n_val": int,
-              "n_test": int, "max_epochs": int, "within": bool, "init": str, "device": str}
+CROSS_KEYS = options.schema_of(CrossOptions)
 
 
 def cross_run(run_a, run_b, progress: bool = False, **opts) -> tuple[dict, Path, bool]:
     """Cross-model alignment of two trained runs (one condition's task), cached under RUN_A/align/."""
     from .align.cross import align_models
 
+    CrossOptions(**opts)                      # every option checked before anything is loaded
     model_a, task_a, _, _ = load_run(run_a)
     model_b, task_b, _, _ = load_run(run_b)
     if task_a.spec != task_b.spec:

@@ -14,6 +14,7 @@ from dataclasses import field, fields
 from .errors import NumvarsError
 
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+MAX_SEED = 2 ** 63 - 1     # torch's generators take at most 2**64 - 1, and seeds derived from a seed add to it
 
 
 def opt(default, help: str):
@@ -129,6 +130,11 @@ def check_range(key: str, value, low=None, high=None, why: str = "") -> None:
     if (low is not None and value < low) or (high is not None and value > high):
         span = f">= {low}" if high is None else f"<= {high}" if low is None else f"in {low}..{high}"
         raise NumvarsError(f"{key}={value} must be {span}" + (f" ({why})" if why else ""))
+
+
+def check_seed(key: str, value: int) -> None:
+    """Seeds every generator numvars uses (torch, numpy) accepts, with room for the seeds derived from them."""
+    check_range(key, value, 0, MAX_SEED, "a seed must fit in 63 bits")
 
 
 def check_choice(key: str, value, choices: tuple) -> None:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import io
+from . import loaders
 from .engine import Job
 from .jobs import attention_key, das_key, result_dir
 from .presets import Preset, grid, train_overrides
-from .train import checkpoint_epochs, is_finished
+from .train import checkpoint_epochs, finished_summary
 
 
 @dataclass
@@ -59,10 +59,10 @@ class Costs:
     def load(cls, results: Path | None = None) -> "Costs":
         text = resources.files("numvars").joinpath("data/job_costs.json").read_text()
         costs = cls(json.loads(text), "benchmarks/job_costs.py on a 2-core CPU")
-        timings = Path(results or ".") / "tables" / "timings.csv"
-        if results is not None and timings.is_file():
-            t = pd.read_csv(timings)
-            t["kind"] = t["job"].str.split().str[0]
+        t = loaders.read_timings(Path(results)) if results is not None and Path(results).is_dir() else None
+        if t is not None:
+            timings = Path(results) / "tables" / "timings.csv"
+            t["kind"] = t["job"].astype(str).str.split().str[0]
             costs.measured = t.groupby(["kind", "arch", "task"])["seconds"].median().to_dict()
             costs.source = f"medians of the earlier jobs in {timings} (benchmarks/job_costs.py where none)"
         return costs
@@ -109,8 +109,9 @@ def _expected_result(j: Job, costs: Costs) -> dict:
     from .train import run_dir_for
     cfg = from_mapping(dict(j.get("config")))
     run_dir = run_dir_for(cfg)
-    if is_finished(run_dir):
-        return {"summary": io.read_json(run_dir / "summary.json"), "run_dir": str(run_dir), "done": True}
+    summary = finished_summary(run_dir)
+    if summary is not None:
+        return {"summary": summary, "run_dir": str(run_dir), "done": True}
     first = int(costs.criterion_epoch(cfg.model.arch, cfg.task.name))
     last = min(first + cfg.train.extra_epochs + 5 * cfg.train.plateau, cfg.train.max_epochs)
     epochs = sorted((checkpoint_epochs(cfg.train.max_epochs) & set(range(1, last + 1))) | {first, last})

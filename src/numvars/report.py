@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import analysis, io
+from . import analysis, io, loaders
 from . import html as h
 from .analysis.stats import INTERVALS
 from .analysis import training_range
+from .paths import inside
 
 # Read off the paper's Figure 2 (hidden size 20; approximate): (Up-Down count, Up-Up best count, full swap).
 PAPER_FIG2 = {
@@ -84,9 +85,9 @@ def render(results_dir) -> Path:
     tables = {**_analysis(root), "train_max": training_range(meta)}
     d_model = int(meta.get("config", {}).get("d_model", 20))
     body = "\n".join([_header(root, meta), _what_ran(meta, tables), _protocol(meta), _headline(tables["headline"], d_model),
-                      _variants(tables["variants"]), _explained(tables["explain"], tables["cross"]),
+                      _variants(tables["variants"]), _explained(root, tables["explain"], tables["cross"]),
                       _analyses(root, tables)])
-    return io.write_text(root / "report.html", h.page("numvars reproduction report", body))
+    return io.write_text(inside(root) / "report.html", h.page("numvars reproduction report", body))
 
 
 def _analysis(root: Path) -> dict[str, pd.DataFrame]:
@@ -95,7 +96,9 @@ def _analysis(root: Path) -> dict[str, pd.DataFrame]:
     inputs = [*(root / "tables").glob("*.csv"), root / "meta.json"]
     newest_input = max((p.stat().st_mtime for p in inputs if p.is_file()), default=0.0)
     if all(p.is_file() for p in outputs) and min(p.stat().st_mtime for p in outputs) >= newest_input:
-        return {name: io.read_table(root / "analysis" / f"{name}.parquet") for name in analysis.OUTPUTS}
+        cached = loaders.read_analysis(root, analysis.OUTPUT_COLUMNS, analysis.FIGURES)
+        if cached is not None:
+            return cached
     return analysis.analyze(root)
 
 
@@ -196,11 +199,11 @@ def _verdict_name(r) -> str:
     return f"{title(r.best)} ({grade})" if isinstance(grade, str) else title(r.best)
 
 
-def _explained(explain: pd.DataFrame, cross: pd.DataFrame) -> str:
+def _explained(root: Path, explain: pd.DataFrame, cross: pd.DataFrame) -> str:
     if explain.empty and cross.empty:
         return ""
     rows = [[h.e(r.arch), h.e(r.task), int(r.seed), f"<b>{h.e(_verdict_name(r))}</b>", h.e(r.verdict),
-             f"<a href='{h.e(r.page)}'>explain page</a>"] for r in explain.itertuples()]
+             h.link(root, r.page, "explain page")] for r in explain.itertuples()]
     part = ("<h3>Which program does each model run?</h3><p><code>numvars explain</code> on each model: every "
             "program's core variables beside their controls (an untrained copy, random subspaces), an isolation "
             "score, the rival programs compared where their predictions differ, the full swap and (Transformers) "

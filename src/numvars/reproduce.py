@@ -20,10 +20,12 @@ import pandas as pd
 import torch
 
 from . import __version__, io
-from .engine import Job, default_jobs, job, run_graph
+from .engine import Job, check_jobs, default_jobs, job, run_graph
 from .errors import NumvarsError
 from .explain.runs import work
 from .jobs import das_job, pair_rows
+from .loaders import read_metrics
+from .paths import check_length
 from .presets import ALIGNMENTS, PRESETS, Preset, RunSpec, grid, train_overrides
 from .runtime import resolve_device, setup_threads
 
@@ -77,7 +79,7 @@ class Expander:
             out.append(job("fullswap", gpu=gpu, run_dir=run_dir, options=tuple(sorted(opts.items()))))
         if self._tracks_dynamics(spec):
             if checkpoints is None:
-                metrics = pd.read_parquet(Path(run_dir) / "metrics.parquet")
+                metrics = read_metrics(run_dir)
                 checkpoints = metrics.loc[metrics["checkpoint"], "epoch"].tolist()
             for epoch in checkpoints:
                 opts = {"program": "up_down", "variable": "count", "seed": 0, "device": self.device,
@@ -127,7 +129,7 @@ def assemble(roots: list[Job], results: dict, grid_jobs: dict) -> dict[str, pd.D
         for child in grid_jobs.get(r["run_dir"], []):
             _collect(child, results[child], labels, tables)
             if child.get("checkpoint"):
-                metrics = metrics if metrics is not None else pd.read_parquet(Path(r["run_dir"]) / "metrics.parquet")
+                metrics = metrics if metrics is not None else read_metrics(r["run_dir"])
                 accuracy = metrics.loc[metrics["epoch"] == child.get("epoch"), "trial_accuracy"].iloc[0]
                 tables["dynamics"].append({**labels, "epoch": child.get("epoch"), "trial_accuracy": accuracy,
                                            "iia": results[child]["summary"]["iia"]})
@@ -232,6 +234,8 @@ def reproduce(preset: str | Preset = "quick", out=None, device: str = "auto", th
 
     p = get_preset(preset)
     out = Path(out or Path("results") / p.name)
+    check_length(out, "out")
+    check_jobs(jobs)
     io.ensure_writable_dir(out)
     dev = str(resolve_device(device))
     setup_threads(threads, torch.device(dev))

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, safe_open
 
 from . import io
 from .errors import NumvarsError
+from .paths import inside
 
 FILE = "resume.safetensors"
 LEGACY = "resume.pt"          # written by numvars 0.1 with pickle; never loaded
@@ -62,7 +63,7 @@ def load(run_dir: Path, model, opt, sched, cuda_device=None) -> dict | None:
     if (run_dir / LEGACY).exists():
         raise NumvarsError(f"{run_dir / LEGACY} is a pickle file, which numvars does not load (it could run code); "
                            f"delete it to restart the run from scratch")
-    path = run_dir / FILE
+    path = inside(run_dir, FILE)
     if not path.is_file():
         return None
     try:

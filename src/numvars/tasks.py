@@ -55,6 +55,12 @@ class TaskSpec:
         if not 1 <= self.min_count <= self.max_count:
             raise NumvarsError(f"need 1 <= min_count <= max_count, got {self.min_count}..{self.max_count}")
         options.check_range("max_count", self.max_count, 1, MAX_COUNT, "sequences are 2·max_count + 3 tokens long")
+        outside = [n for n in self.holdouts if not self.min_count <= n <= self.max_count]
+        if outside:
+            raise NumvarsError(f"holdouts {', '.join(map(str, outside[:10]))} lie outside the counts "
+                               f"{self.min_count}..{self.max_count}; hold out counts inside the range (e.g. "
+                               f"holdouts={','.join(str(n) for n in self.holdouts if n not in outside) or ''}), or "
+                               f"none (holdouts=)")
         if not self.trigger and self.name == "same_object":
             raise NumvarsError("same_object needs trigger=true: without T its demo and response are the same token")
         if not self.train_counts:

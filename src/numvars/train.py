@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import io, models, resume, stale
+from . import io, loaders, models, resume, stale
 from .config import UNHASHED, RunConfig, TrainConfig
 from .errors import NumvarsError
 from .evaluate import trial_accuracy
@@ -64,23 +64,29 @@ def run_dir_for(cfg: RunConfig) -> Path:
     return Path(cfg.placement.out) / cfg.run_name()
 
 
-def is_finished(run_dir: Path) -> bool:
-    """summary.json is written last; the run counts as finished only if its weights load too."""
-    if not (run_dir / "summary.json").is_file():
-        return False
+def finished_summary(run_dir: Path) -> dict | None:
+    """The summary of a finished run, or None. summary.json is written last; the run counts as finished
+    only if its summary agrees with its metrics and its weights load and are finite."""
     try:
-        models.load(run_dir)
+        summary = loaders.read_summary(run_dir)
+        if summary is not None:
+            models.load(run_dir)
     except NumvarsError:
-        return False
-    return True
+        return None
+    return summary
+
+
+def is_finished(run_dir: Path) -> bool:
+    return finished_summary(run_dir) is not None
 
 
 def train(cfg: RunConfig, progress: bool = True) -> RunResult:
     """Train one run to the criterion (and on, as configured) or the epoch budget; skip it if finished,
     resume it if not."""
     run_dir = run_dir_for(cfg)
-    if is_finished(run_dir):
-        return RunResult(run_dir, io.read_json(run_dir / "summary.json"), skipped=True)
+    summary = finished_summary(run_dir)
+    if summary is not None:
+        return RunResult(run_dir, summary, skipped=True)
     device = resolve_device(cfg.placement.device)
     setup_threads(cfg.placement.threads, device)
     _unfinish(run_dir)
@@ -137,14 +143,18 @@ def _begin(cfg: RunConfig, run_dir: Path) -> None:
 
 def end_epoch(run_dir: Path, cfg: RunConfig, task, model, rows: list[dict], epoch: int, losses: list[torch.Tensor],
               lr: float, start: float, device) -> None:
-    """Record an epoch just trained: its mean loss (a non-finite one ends the run), the evaluation, the
-    metrics row and, at a checkpoint epoch or the criterion, the weights."""
+    """Record an epoch just trained: its mean loss, the evaluation, the metrics row and, at a checkpoint epoch
+    or the criterion, the weights. A non-finite training loss, weight or validation loss ends the run: the
+    loss of each step is measured before its update, so the last update of an epoch (with lr=1e30, the only
+    one) can blow the weights up while every loss of the epoch was finite."""
     tc = cfg.train
     mean_loss = float(torch.stack(losses).mean())
-    if not math.isfinite(mean_loss):
+    if not math.isfinite(mean_loss) or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         _diverged(run_dir, epoch, tc)
     eval_counts = range(cfg.task.min_count, cfg.task.max_count + 1)   # held-out counts included
     trials = trial_accuracy(model, task, eval_counts, tc.eval_per_count, device=device)
+    if not math.isfinite(trials.loss):
+        _diverged(run_dir, epoch, tc)
     first = criterion_epoch(rows) is None and trials.accuracy >= CRITERION
     rows.append({"epoch": epoch, "step": epoch * tc.steps_per_epoch, "loss": mean_loss, "lr": lr,
                  "trial_accuracy": trials.accuracy, "val_loss": trials.loss,
@@ -239,7 +249,8 @@ def _note_older(cfg: RunConfig, run_dir: Path) -> None:
 def _diverged(run_dir: Path, epoch: int, tc) -> None:
     saved = sorted((run_dir / "checkpoints").glob("epoch_*.safetensors"))
     last = f"the last good checkpoint is {saved[-1]}" if saved else "no checkpoint was saved before it"
-    raise NumvarsError(f"the training loss became non-finite in epoch {epoch} (lr={tc.lr:g}); nothing of that "
+    raise NumvarsError(f"the training loss or the weights became non-finite in epoch {epoch} (lr={tc.lr:g}); "
+                       f"nothing of that "
                        f"epoch was saved and {last}; train again with a smaller lr")
 
 

@@ -28,7 +28,7 @@ from .errors import NumvarsError
 from .models.grouped import GroupedRNN
 from .runtime import resolve_device, setup_threads
 from .tasks import PAD
-from .train import (Batches, RunResult, _begin, _finish, _unfinish, done, end_epoch, is_finished, lr_factor,
+from .train import (Batches, RunResult, _begin, _finish, _unfinish, done, end_epoch, finished_summary, lr_factor,
                     model_fed, run_dir_for)
 
 
@@ -39,8 +39,9 @@ def train_group(cfgs: list[RunConfig], progress: bool = True) -> list[RunResult]
     results = [None] * len(cfgs)
     todo = []
     for i, cfg in enumerate(cfgs):
-        if is_finished(run_dir_for(cfg)):
-            results[i] = RunResult(run_dir_for(cfg), io.read_json(run_dir_for(cfg) / "summary.json"), skipped=True)
+        summary = finished_summary(run_dir_for(cfg))
+        if summary is not None:
+            results[i] = RunResult(run_dir_for(cfg), summary, skipped=True)
         else:
             todo.append(i)
     if todo:

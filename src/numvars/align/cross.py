@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..errors import NumvarsError
 from ..programs import get_program, make_pairs
 from ..tasks import Task
-from .protocol import MAPS
+from .protocol import CrossOptions
 from .maps import make_map, set_matrix
 from .probe import probe_basis
 from .search import parse_variables
@@ -72,10 +72,10 @@ def align_models(model_a: nn.Module, model_b: nn.Module, task: Task, program="up
                  device: str = "cpu", progress: bool = False) -> CrossResult:
     """Learn one map per model so that each model's aligned subspace can stand in for the other's."""
     started = time.perf_counter()
+    CrossOptions(variable=variable, k=k, map=map, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test,
+                 max_epochs=max_epochs, within=within, init=init, device=device)
     program = get_program(program)
     (var,) = parse_variables(program, variable)
-    if map not in MAPS:
-        raise NumvarsError(f"unknown map {map!r}; choose one of {', '.join(MAPS)}")
     with frozen(model_a, device), frozen(model_b, device):
         sites = {"a": get_site(model_a), "b": get_site(model_b)}
         d = min(s.size for s in sites.values())
@@ -90,8 +90,6 @@ def align_models(model_a: nn.Module, model_b: nn.Module, task: Task, program="up
                 t = pairs[m].select(slice(0, n_train))
                 set_matrix(maps[m], probe_basis(t.states["base"].cpu(), t.base_value.cpu(), t.states["source"].cpu(),
                                                 t.source_value.cpu(), t.var_index.cpu(), 1, k))
-        elif init != "random":
-            raise NumvarsError(f"unknown init {init!r}; choose probe or random")
         names = [("a", "b"), ("b", "a")] + ([("a", "a"), ("b", "b")] if within else [])
         dirs = [_Direction(f"{t}<-{s}", sites[t], pairs[t], maps[t], pairs[s], maps[s]) for t, s in names]
         tr, va, te = (torch.arange(0, n_train), torch.arange(n_train, n_train + n_val),

@@ -93,8 +93,8 @@ class DASOptions:
         for name in ("n_train", "n_val", "n_test", "batch_size"):
             options.check_range(name, getattr(self, name), 1, MAX_PAIRS)
         options.check_range("max_epochs", self.max_epochs, 1, 100_000)
-        options.check_range("patience", self.patience, 1)
-        options.check_range("seed", self.seed, 0)
+        options.check_range("patience", self.patience, 1, 100_000)
+        options.check_seed("seed", self.seed)
         if self.lr <= 0:
             raise NumvarsError(f"lr={self.lr} must be > 0")
         options.check_range("target", self.target, 0.0, 1.0)
@@ -132,8 +132,55 @@ class FullSwapOptions:
             raise NumvarsError(f"unknown control {self.control!r} for a full swap; choose untrained")
         options.check_choice("positions", self.positions, POSITIONS)
         options.check_range("n", self.n, 1, MAX_PAIRS)
-        options.check_range("seed", self.seed, 0)
+        options.check_seed("seed", self.seed)
         resolve_device(self.device)
 
     def key(self) -> dict:
         return _non_default(self)
+
+
+MAX_ATTENTION_TRIALS = 10_000     # each trial's attention scores (L × L per head and layer) are held at once
+
+
+@dataclass(frozen=True)
+class AttentionOptions:
+    n: int = _opt(300, "trials")
+    seed: int = _opt(0, "seed of the trials and of the demo token each edit adds or removes")
+    device: str = _opt("cpu", "cpu, cuda or auto")
+
+    def __post_init__(self):
+        options.canonicalize(self)
+        options.check_range("n", self.n, 1, MAX_ATTENTION_TRIALS, "every trial is generated at once")
+        options.check_seed("seed", self.seed)
+        resolve_device(self.device)
+
+
+@dataclass(frozen=True)
+class CrossOptions:
+    """The options of a cross-model alignment (`align.cross.align_models`, `numvars align-models`)."""
+    program: str = _opt("up_down", "program whose variable is aligned")
+    variable: str = _opt("count", "the one variable aligned between the two models")
+    k: int | None = _opt(None, "aligned dimensions (default d/2 of the smaller state)")
+    map: str = _opt("orthogonal", "alignment map: orthogonal or linear")
+    seed: int = _opt(0, "seed of the pairs and the maps")
+    n_train: int = _opt(5000, "training pairs")
+    n_val: int = _opt(500, "validation pairs")
+    n_test: int = _opt(1000, "test pairs")
+    max_epochs: int = _opt(30, "passes over the training pairs at most")
+    within: bool = _opt(True, "also train each map on its own model")
+    init: str = _opt("probe", "probe or random")
+    device: str = _opt("cpu", "cpu, cuda or auto")
+
+    def __post_init__(self):
+        options.canonicalize(self)
+        if "," in self.variable:
+            raise NumvarsError(f"variable={self.variable!r}: align-models aligns one variable at a time")
+        options.check_choice("map", self.map, MAPS)
+        options.check_choice("init", self.init, INITS)
+        if self.k is not None:
+            options.check_range("k", self.k, 1)
+        options.check_seed("seed", self.seed)
+        for name in ("n_train", "n_val", "n_test"):
+            options.check_range(name, getattr(self, name), 1, MAX_PAIRS)
+        options.check_range("max_epochs", self.max_epochs, 1, 100_000)
+        resolve_device(self.device)

@@ -15,9 +15,10 @@ import pandas as pd
 
 from .. import figures as F
 from .. import io
+from ..paths import inside
 from . import inspect
-from .stats import mean_ci, pearson, summarize
-from .tables import (RAW, TASKS, default_alignment, dropped_table, dynamics_tables, fullswap_table,
+from .stats import STATS, mean_ci, pearson, summarize
+from .tables import (OPTIONAL, RAW, TASKS, default_alignment, dropped_table, dynamics_tables, fullswap_table,
                      gradience_tables, headline, iia_table, keep_trained, load_results, maps_of, oor_table,
                      phase_pairs_table, signed_error_table, size_sweep, variants_table, where)
 
@@ -26,9 +27,27 @@ __all__ = ["OUTPUTS", "RAW", "TASKS", "analyze", "load_results", "mean_ci", "pea
 
 FIGURES = ("iia", "size_sweep", "dynamics", "gradience_heatmap", "gradience_diff", "oor", "pca", "attention",
            "phase_pairs", "signed_error")
-OUTPUTS = ("runs", "dropped", "iia_table", "fullswap", "headline", "variants", "size_sweep", "size_points",
-           "dynamics_runs", "dynamics_pooled", "gradience_grid", "gradience_diff", "phase_pairs", "signed_error",
-           "oor", "pca", "explain", "cross", "figures")
+_CONTROLS = ("untrained_mean", "random_mean", "identity_mean")
+_SWAP = ("fullswap_mean", "fullswap_ci_low", "fullswap_ci_high", "fullswap_n", "fullswap_interval")
+_DYN = ("r", "p", "n", "iia_at_criterion", "iia_last", "r_after", "n_after")
+# The columns of each table in RESULTS/analysis/ (what the report reads from a cached analysis; checked there).
+OUTPUT_COLUMNS = {
+    "runs": RAW["runs"], "dropped": ("run_name", "arch", "task", "variant", "d_model", "seed", "epochs",
+                                     "trial_accuracy", "run_dir"),
+    "iia_table": ("arch", "task", "program", "variable", "map", "k", *STATS, "nontrivial_mean", *_CONTROLS, *_SWAP),
+    "fullswap": ("arch", "task", "site", "program", *STATS, "is_default_site"),
+    "headline": ("arch", "task", "measure", "map", *STATS, "nontrivial_mean"),
+    "variants": ("arch", "task", "variant", *STATS, *_SWAP), "size_sweep": ("d_model", *STATS, *_CONTROLS),
+    "size_points": ("d_model", "run_name", "seed", "iia"),
+    "dynamics_runs": ("run_name", "arch", "task", "variant", "d_model", "seed", *_DYN),
+    "dynamics_pooled": ("scope", *_DYN), "gradience_grid": ("base_value", "source_value", "iia", "pairs"),
+    "gradience_diff": ("d_model", "abs_diff", "iia", "pairs"),
+    "phase_pairs": ("arch", "task", "map", "phase_t", "phase_u", "iia", "pairs"),
+    "signed_error": ("arch", "map", "signed_error", "pairs", "fraction"), "oor": ("arch", "task", "count", *STATS),
+    "pca": ("run_name", "arch", "task", "d_model", "pc", "explained_variance"), **OPTIONAL,
+    "figures": ("name", "title", "file", "caption", "status", "reason"),
+}
+OUTPUTS = tuple(OUTPUT_COLUMNS)
 
 
 def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
@@ -66,13 +85,14 @@ def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
         "signed_error": lambda: F.fig_signed_error(out["signed_error"][out["signed_error"]["map"] == first]),
     }
     assert tuple(makers) == FIGURES
-    out["figures"] = pd.DataFrame([draw(root / "figures", name, make) for name, make in makers.items()])
+    figures, tables = inside(root, "figures"), inside(root, "analysis")
+    out["figures"] = pd.DataFrame([draw(figures, name, make) for name, make in makers.items()])
     out["pca"] = inspect.pca_table(pca)
     for name in OUTPUTS:
-        io.write_table(root / "analysis" / f"{name}.csv", out[name])
-        io.write_table(root / "analysis" / f"{name}.parquet", out[name])
+        io.write_table(tables / f"{name}.csv", out[name])
+        io.write_table(tables / f"{name}.parquet", out[name])
     done = out["figures"][out["figures"]["status"] == "ok"]
-    io.write_text(root / "figures" / "captions.json",
+    io.write_text(figures / "captions.json",
                   json.dumps(dict(zip(done["name"], done["caption"])), indent=2, ensure_ascii=False) + "\n")
     return out
 

@@ -13,6 +13,7 @@ import torch
 
 from ..errors import NumvarsError
 from ..figures import TRAIN_MAX_COUNT
+from ..paths import inside
 from ..jobs import load_run
 from ..programs import get_program, trace
 from ..tasks import PAD
@@ -20,10 +21,16 @@ from .tables import where
 
 
 def run_dir(root: Path, recorded) -> Path | None:
-    """A run directory as recorded (absolute, or relative to the working directory or the results)."""
-    for path in (Path(str(recorded)), root / str(recorded), root.parent / str(recorded)):
-        if (path / "config.yaml").is_file():
-            return path
+    """A run directory as recorded (absolute, or relative to the working directory or the results), or by
+    its name under RESULTS/runs/ (a results folder that was moved); only inside the results folder: a table
+    naming a folder elsewhere reads nothing there."""
+    recorded = Path(str(recorded))
+    for path in (recorded, root / recorded, root.parent / recorded, root / "runs" / recorded.name):
+        try:
+            if (inside(root, path.resolve().relative_to(root.resolve())) / "config.yaml").is_file():
+                return path
+        except (ValueError, OSError, NumvarsError):
+            continue
     return None
 
 

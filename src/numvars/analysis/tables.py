@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import io
+from .. import loaders
 from ..align import CONTROLS
 from ..errors import NumvarsError
 from ..models import ARCHS
@@ -38,38 +38,13 @@ TASKS = tuple(VARIANTS)
 # Inputs
 
 
-def _as_bool(s: pd.Series) -> pd.Series:
-    return s.astype(str).str.strip().str.lower().isin(("true", "1", "1.0", "yes"))
-
-
 def load_results(results_dir) -> tuple[dict[str, pd.DataFrame], dict]:
     """The raw tables (all runs, dropped ones included) and meta.json ({} where it is absent)."""
     root = Path(results_dir)
     if not root.is_dir():
         raise NumvarsError(f"results directory {root} does not exist; run `numvars reproduce` first or pass "
                            "the directory it wrote")
-    tables = {}
-    for name, columns in {**RAW, **OPTIONAL}.items():
-        path = root / "tables" / f"{name}.csv"
-        if not path.is_file() and name in OPTIONAL:
-            tables[name] = pd.DataFrame(columns=columns)
-            continue
-        if not path.is_file():
-            raise NumvarsError(f"table {path} is missing; rerun `numvars reproduce` to write {root}/tables/")
-        try:
-            df = pd.read_csv(path)
-        except pd.errors.EmptyDataError:
-            df = pd.DataFrame(columns=columns)
-        except (pd.errors.ParserError, UnicodeDecodeError):
-            raise NumvarsError(f"table {path} is not a readable CSV; delete it and rerun `numvars reproduce`") from None
-        missing = [c for c in columns if c not in df.columns]
-        if missing:
-            raise NumvarsError(f"table {path} lacks column(s) {', '.join(missing)}; rerun `numvars reproduce` "
-                               "to rewrite it")
-        tables[name] = df
-    tables["runs"]["reached_criterion"] = _as_bool(tables["runs"]["reached_criterion"])
-    meta = io.read_json(root / "meta.json") if (root / "meta.json").is_file() else {}
-    return tables, meta
+    return loaders.read_raw_tables(root, RAW, OPTIONAL), loaders.read_meta(root)
 
 
 def keep_trained(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

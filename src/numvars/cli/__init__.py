@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 
-from ..errors import NumvarsError
+from ..errors import NumvarsError, one_line
 from . import interventions, runs
 
 
@@ -16,7 +16,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line on stderr (exit 2), like every other mistake."""
 
     def error(self, message: str):
-        self.exit(2, f"numvars: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"numvars: error: {one_line(message)} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,17 +27,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+PATHS = ("run_dir", "run_dirs", "run_a", "run_b", "results", "out", "from_run")
+
+
+def check_paths(args) -> None:
+    """Every folder named on the command line can be a path at all (length, NUL), before anything reads it."""
+    from ..paths import check_length
+
+    for name in PATHS:
+        value = getattr(args, name, None)
+        for path in (value if isinstance(value, list) else [value] if value is not None else []):
+            if name != "run_dirs" or "=" not in path:          # explain's words mix folders and key=value
+                check_length(path, name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .. import stale
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    stale.hold()
+    ok = False
     try:
+        from ..config import MAX_THREADS
+        from ..engine import check_jobs
+        from ..options import check_range
         from ..runtime import setup_threads
 
-        threads = getattr(args, "threads", None)
-        if threads is not None and threads < 1:
-            raise NumvarsError(f"--threads {threads} must be >= 1")
-        setup_threads(threads or 1)
+        if getattr(args, "threads", None) is not None:
+            check_range("--threads", args.threads, 1, MAX_THREADS)
+        check_jobs(getattr(args, "jobs", None))          # a dry run too: it plans for that many workers
+        check_paths(args)
+        setup_threads(getattr(args, "threads", None) or 1)
         args.func(args)
+        ok = True
     except NumvarsError as e:
         print(f"numvars: error: {e}", file=sys.stderr)
         return 2
@@ -47,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:                      # e.g. `numvars align RUN | head`: the reader left; say nothing
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        stale.release(ok)
     return 0
 
 

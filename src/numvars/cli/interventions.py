@@ -30,11 +30,10 @@ def cmd_align(args) -> None:
 
 def print_phase_table(pairs_file: Path) -> None:
     """IIA by the phase of the base position (rows) and of the source position (columns), with the pairs."""
-    import pandas as pd
-
     from ..align.search import phase_table
+    from ..loaders import read_job_table
 
-    table = phase_table(pd.read_parquet(pairs_file))
+    table = phase_table(read_job_table(pairs_file.parent, "das"))
     cell = lambda r: "—" if r.pairs == 0 else f"{r.iia:.2f} ({r.pairs})"  # noqa: E731
     grid = table.assign(cell=[cell(r) for r in table.itertuples()]).pivot(index="phase_t", columns="phase_u",
                                                                          values="cell")
@@ -76,8 +75,6 @@ def cmd_explain(args) -> None:
     words = [*args.run_dirs, *args.overrides]            # RUN_DIR... key=value...: tell them apart by the "="
     run_dirs = [w for w in words if "=" not in w]
     opts = parse(split_words([w for w in words if "=" in w]), schema_of(ExplainOptions), "explain")
-    if args.jobs is not None and args.jobs < 1:
-        raise NumvarsError(f"--jobs {args.jobs} must be >= 1")
     jobs = args.jobs or default_jobs()
     if args.dry_run:
         print(explain_dry_run(run_dirs, jobs, opts))
@@ -120,10 +117,11 @@ def cmd_align_models(args) -> None:
 
 
 def cmd_attention(args) -> None:
+    from ..align.protocol import AttentionOptions
     from ..jobs import attention_run
-    from ..options import parse
+    from ..options import parse, schema_of
 
-    opts = parse(split_words(args.overrides), {"n": int, "seed": int, "device": str}, "attention")
+    opts = parse(split_words(args.overrides), schema_of(AttentionOptions), "attention")
     s, path, reused = attention_run(args.run_dir, **opts)
     print(f"{'reused' if reused else 'attention test'} (layers {s['layers']}; {s['n']} trials, "
           f"{s['base_accuracy']:.3f} right without the edit):")
@@ -133,7 +131,7 @@ def cmd_attention(args) -> None:
 
 
 def register(sub) -> None:
-    from ..align.protocol import DASOptions, FullSwapOptions
+    from ..align.protocol import AttentionOptions, CrossOptions, DASOptions, FullSwapOptions
     from ..explain import ExplainOptions
     from ..options import help_lines
 
@@ -184,8 +182,8 @@ def register(sub) -> None:
                        description="Model Alignment Search: one invertible map per model, learned so that B's aligned "
                                    "subspace swapped into A's state makes A continue with B's value (and back). "
                                    "Prints IIA in every direction; saved under RUN_A/align/.",
-                       epilog="keys (key=value): " + " ".join(__import__("numvars.jobs", fromlist=["x"]).CROSS_KEYS)
-                              + "\n\nexample:\n  numvars align-models runs/GRU_S0 runs/GRU_S1 variable=count k=10",
+                       epilog="keys (key=value):\n" + help_lines(CrossOptions) + "\n\nexample:\n"
+                              "  numvars align-models runs/GRU_S0 runs/GRU_S1 variable=count k=10",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     m.add_argument("run_a")
     m.add_argument("run_b")
@@ -196,7 +194,8 @@ def register(sub) -> None:
     t = sub.add_parser("attention", help="attention test of the summing solution (Transformers)",
                        description="Add one demo token's key/value to every response-phase query (or remove one) and "
                                    "count the trials whose EOS moves by exactly one position.",
-                       epilog="keys (key=value): n seed device")
+                       epilog="keys (key=value):\n" + help_lines(AttentionOptions),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("run_dir")
     t.add_argument("overrides", nargs="*", metavar="key=value")
     t.set_defaults(func=cmd_attention)

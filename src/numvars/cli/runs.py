@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import NumvarsError
 from ..options import split_words
+from ..paths import inside
 
 
 def _train_epilog() -> str:
@@ -31,8 +32,8 @@ def _print_table(df, title: str | None = None) -> None:
 
 
 def cmd_train(args) -> None:
-    from .. import io
-    from ..config import RunConfig, from_mapping
+    from ..config import from_mapping
+    from ..loaders import read_config
     from ..train import train
 
     overrides = split_words(args.overrides)
@@ -44,7 +45,7 @@ def cmd_train(args) -> None:
     base = None
     if args.from_run:
         run_dir = Path(args.from_run)
-        base = RunConfig.from_sections(io.read_yaml(run_dir / "config.yaml"))
+        base = read_config(run_dir)
         overrides.setdefault("out", str(run_dir.parent))
     cfg = from_mapping(overrides, base)
     result = train(cfg, progress=not args.quiet)
@@ -56,15 +57,14 @@ def cmd_train(args) -> None:
 
 def cmd_eval(args) -> None:
     from .. import io
-    from ..evaluate import count_table
+    from ..evaluate import check_count_table, count_table
     from ..jobs import load_run
 
     run_dir = Path(args.run_dir)
+    check_count_table(args.max_count, args.per_count)
     model, task, cfg, _ = load_run(run_dir, require_trained=False)   # checks directory, config and weights
-    if args.max_count < 1 or args.per_count < 1:
-        raise NumvarsError("--max-count and --per-count must be >= 1")
     table = count_table(model, task, args.max_count, args.per_count)
-    path = io.write_table(run_dir / f"eval_max{args.max_count}_per{args.per_count}.csv", table)
+    path = io.write_table(inside(run_dir) / f"eval_max{args.max_count}_per{args.per_count}.csv", table)
     _print_table(table, f"free-running trial accuracy per count ({args.per_count} trials each)")
     overall = (table["accuracy"] * table["trials"]).sum() / table["trials"].sum()
     print(f"overall {overall:.4f}; saved {path}")

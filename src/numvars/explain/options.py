@@ -4,10 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from .. import options
+from ..align.protocol import MAPS, MAX_PAIRS
 from ..errors import NumvarsError
+from ..models.config import MAX_D_MODEL
 from ..options import opt
 from ..programs import get_program
 from ..programs.sampling import POSITIONS
+from ..runtime import resolve_device
 
 BUILT_IN = "up_down,up_up,ctx_distributed"
 
@@ -46,12 +49,16 @@ class ExplainOptions:
         for name in ("margin", "strong", "alpha"):
             options.check_range(name, getattr(self, name), 0.0, 1.0)
         for name in ("n_train", "n_val", "n_test", "n_eval"):
-            options.check_range(name, getattr(self, name), 1, 5_000_000)
+            options.check_range(name, getattr(self, name), 1, MAX_PAIRS)
         options.check_range("das_seeds", self.das_seeds, 1, 100)
         options.check_range("random_seeds", self.random_seeds, 1, 100)
-        options.check_range("seed", self.seed, 0, 2**31 - 1)
+        options.check_seed("seed", self.seed)
+        if not self.map_list:
+            raise NumvarsError(f"maps={self.maps!r} names no map; choose among {', '.join(MAPS)}")
         for m in self.map_list:
-            options.check_choice("maps", m, ("orthogonal", "linear"))
+            options.check_choice("maps", m, MAPS)
+        self.k_values(MAX_D_MODEL)                        # the words of ks are checked now, the sizes per model
+        resolve_device(self.device)
 
     @property
     def map_list(self) -> list[str]:

@@ -9,20 +9,22 @@ from .. import figures as F
 from .. import html as h
 from .. import io
 from ..analysis import draw
+from ..paths import inside
 from . import Explanation
 from .verdict import SWAP, p_text, title
 
 
 def render(x: Explanation, out: Path, title_text: str, d_model: int | None = None) -> Path:
-    figures = [draw(out / "figures", "k_curves", lambda: F.fig_k_curves(x.table))]
+    folder = inside(out, "figures")
+    figures = [draw(folder, "k_curves", lambda: F.fig_k_curves(x.table))]
     phases = _phase_frame(x)
-    figures.append(draw(out / "figures", "phase_pairs", lambda: F.fig_phase_pairs(phases),
+    figures.append(draw(folder, "phase_pairs", lambda: F.fig_phase_pairs(phases),
                         "IIA of each variable's best alignment by the phase of the base and the source position"))
     count = x.pairs.get(("up_down", "count"))
     if count is not None:
         grid = count.groupby(["base_value", "source_value"], as_index=False).agg(
             iia=("correct", "mean"), pairs=("correct", "size"))
-        figures.append(draw(out / "figures", "gradience_heatmap",
+        figures.append(draw(folder, "gradience_heatmap",
                             lambda: F.fig_gradience_heatmap(grid, d_model or 0, label=f"{title_text}; the best "
                                                             "Up-Down count alignment"),
                             "Up-Down count IIA by base and source count (the best alignment)"))
@@ -38,7 +40,7 @@ def render(x: Explanation, out: Path, title_text: str, d_model: int | None = Non
         _swap(x), "<section><h2>Figures</h2>",
         "".join(f"<article><h3>{h.e(f['title'])}</h3>{h.img(out, f)}</article>" for f in figures),
         f"</section><section><h2>Every alignment</h2>{_alignments(x.table)}</section>"])
-    return io.write_text(out / "explain.html", h.page("numvars explain", body))
+    return io.write_text(inside(out) / "explain.html", h.page("numvars explain", body))
 
 
 def _phase_frame(x: Explanation) -> pd.DataFrame:

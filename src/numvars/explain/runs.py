@@ -14,8 +14,11 @@ import pandas as pd
 from .. import io
 from ..engine import Job, run_graph
 from ..errors import NumvarsError
+from ..stale import note
 from ..jobs import load_run
 from ..jobs import work as job_work
+from ..loaders import read_evidence, read_job_table, read_result
+from ..paths import check_length, inside
 from . import ExplainOptions, Explanation, named_variables, summarize, verdict
 from .evidence import Evidence, Record, collect
 from .plan import ExplainPlan, evidence_dir
@@ -36,7 +39,9 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
     for r, (_, other, _, _) in zip(run_dirs[1:], loaded[1:]):
         if other.spec != task.spec:
             raise NumvarsError(f"{r} was trained on another task than {run_dirs[0]}; explain runs of one condition")
-    out = Path(out) if out else run_dirs[0] / "explain"
+    if out is not None:
+        check_length(out, "out")
+    out = Path(out) if out else inside(run_dirs[0], "explain")
     io.ensure_writable_dir(out)
     programs = o.programs()
     plan = ExplainPlan(o, programs, model, [str(r) for r in run_dirs])
@@ -58,7 +63,7 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
         explanation = verdict(*summarize(records), ev, programs, o)
     doc = {**explanation.to_json(), "runs": [str(r) for r in run_dirs], "arch": cfg.model.arch,
            "task": cfg.task.name, "d_model": cfg.model.d_model}
-    io.write_json(out / "explain.json", json.loads(json.dumps(doc, default=str)))
+    io.write_json(inside(out) / "explain.json", json.loads(json.dumps(doc, default=str)))
     render(explanation, out, f"{cfg.model.arch} on {cfg.task.name}, d = {cfg.model.d_model}, "
                                    f"{len(run_dirs)} run(s)", d_model=cfg.model.d_model)
     return explanation, out
@@ -109,19 +114,23 @@ def evidence_run(j: Job) -> dict:
     """A run's evidence (`evidence.collect`), computed once and kept under its align/ folder."""
     folder = evidence_dir(j)
     if (folder / "evidence.json").is_file():
-        return {"result_dir": str(folder)}
+        try:
+            load_evidence(folder)
+            return {"result_dir": str(folder)}
+        except NumvarsError as e:               # a damaged cache: computed again
+            note(f"ignoring the damaged evidence in {folder} ({e}); computing it again")
     o = ExplainOptions(**dict(j.get("options")))
     model, task, _, _ = load_run(j.get("run_dir"))
     results = {}
     for d in j.get("alignments"):
-        results[Job("das", (("dir", d),))] = {"summary": io.read_json(Path(d) / "result.json"), "result_dir": d}
+        results[Job("das", (("dir", d),))] = {"summary": _summary(d, "das"), "result_dir": d}
     for control, d in j.get("swaps"):
         options = (("control", None if control == "none" else control),)
-        results[Job("fullswap", (("options", options), ("dir", d)))] = \
-            {"summary": io.read_json(Path(d) / "result.json"), "result_dir": d}
+        results[Job("fullswap", (("options", options), ("dir", d)))] = {"summary": _summary(d, "fullswap"),
+                                                                         "result_dir": d}
     if j.get("attention"):
         d = j.get("attention")
-        results[Job("attention", (("dir", d),))] = {"summary": io.read_json(Path(d) / "result.json"), "result_dir": d}
+        results[Job("attention", (("dir", d),))] = {"summary": _summary(d, "attention"), "result_dir": d}
     frames, summary, attention = swap_inputs(results)
     ev = collect(model, task, o, o.programs(), records_of(results), frames, summary, attention)
     for name, frame in ev.frames().items():
@@ -130,10 +139,18 @@ def evidence_run(j: Job) -> dict:
     return {"result_dir": str(folder)}
 
 
+def _summary(folder, kind: str) -> dict:
+    """A finished job's result.json, read by its checking loader (its own options are what it records)."""
+    data = io.read_json(inside(folder, "result.json"))
+    done = read_result(Path(folder), kind, data.get("options", {}) if isinstance(data, dict) else {})
+    if done is None:
+        raise NumvarsError(f"{folder} is not a finished {kind} result; delete it and rerun `numvars explain`")
+    return done
+
+
 def load_evidence(folder: Path) -> Evidence:
-    meta = io.read_json(folder / "evidence.json")
-    return Evidence(*(pd.read_parquet(folder / f"{name}.parquet") for name in FRAMES), swap=meta.get("swap"),
-                    attention=meta.get("attention"))
+    meta, frames = read_evidence(folder, FRAMES)
+    return Evidence(*(frames[name] for name in FRAMES), swap=meta.get("swap"), attention=meta.get("attention"))
 
 
 # --- reading results ---------------------------------------------------------------------------------------
@@ -153,8 +170,8 @@ def records_of(results: dict) -> list[Record]:
             if "result" in a:
                 matrix, frame = a["result"].matrix, a["result"].pairs
             else:
-                matrix = io.load_tensors(Path(where) / "alignment.safetensors")["matrix"]
-                frame = pd.read_parquet(Path(where) / "pairs.parquet")
+                matrix = io.load_tensors(inside(where, "alignment.safetensors"))["matrix"]
+                frame = read_job_table(Path(where), "das")
             out.append(Record(s["program"], ",".join(s["variables"]), s["site"], s["map"], int(s["k"]),
                               s["control"] or "none", int(s["seed"]), float(s["iia"]), float(s["val_iia"]), matrix,
                               frame))
@@ -168,7 +185,7 @@ def swap_inputs(results: dict) -> tuple[dict, dict | None, dict | None]:
     for j, r in results.items():
         if j.kind == "fullswap":
             control = dict(j.get("options")).get("control") or "none"
-            frames[control] = r["pairs"] if "pairs" in r else pd.read_parquet(Path(r["result_dir"]) / "pairs.parquet")
+            frames[control] = r["pairs"] if "pairs" in r else read_job_table(Path(r["result_dir"]), "fullswap")
             if control == "none":
                 summary = r["summary"]
         elif j.kind == "attention":

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import NumvarsError
-from ..io import load_tensors, read_yaml
+from ..io import load_tensors
 from .config import ARCHS, ModelConfig
 from .grouped import GroupedRNN
 from .rnn import GRULM, LSTMLM, RecurrentLM, step_states
@@ -40,8 +40,8 @@ def default_site(model: nn.Module) -> str:
     return named or "state"
 
 
-def load_weights(model: nn.Module, path) -> nn.Module:
-    tensors = load_tensors(path)
+def load_weights(model: nn.Module, path, tensors: dict | None = None) -> nn.Module:
+    tensors = load_tensors(path) if tensors is None else tensors
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:
@@ -52,13 +52,8 @@ def load_weights(model: nn.Module, path) -> nn.Module:
 
 def load(run_dir, checkpoint: str | None = None) -> nn.Module:
     """The trained model of a run directory (in eval mode), or one of its checkpoints by file name."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise NumvarsError(f"run directory {run_dir} does not exist; train it with `numvars train`")
-    cfg = read_yaml(run_dir / "config.yaml")
-    try:
-        mcfg = ModelConfig(**cfg["model"])
-    except (KeyError, TypeError) as e:
-        raise NumvarsError(f"{run_dir}/config.yaml has no valid model section ({e}); retrain the run") from None
-    weights = run_dir / "checkpoints" / checkpoint if checkpoint else run_dir / "model.safetensors"
-    return load_weights(build(mcfg), weights).eval()
+    from ..loaders import read_config, read_weights
+
+    cfg = read_config(run_dir)
+    path, tensors = read_weights(run_dir, checkpoint)
+    return load_weights(build(cfg.model), path, tensors).eval()

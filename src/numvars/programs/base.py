@@ -131,34 +131,9 @@ def get_program(name: str | Program) -> Program:
     if isinstance(name, Program):
         return name
     if isinstance(name, str) and ":" in name and name.split(":", 1)[0].endswith(".py"):
+        from .user import load_program
         return load_program(name)
     if name not in PROGRAMS:
         raise NumvarsError(f"unknown program {name!r}; choose one of {', '.join(PROGRAMS)}, or give your own as "
                            "path/to/file.py:ClassName")
     return PROGRAMS[name]()
-
-
-def load_program(spec: str) -> Program:
-    """Import a user's Program subclass from "path/to/file.py:ClassName" (this runs that file's code)."""
-    import importlib.util
-    from pathlib import Path
-
-    path, _, cls_name = spec.rpartition(":")
-    file = Path(path)
-    if not file.is_file():
-        raise NumvarsError(f"program file {file} does not exist; give program=path/to/file.py:ClassName")
-    module_spec = importlib.util.spec_from_file_location(f"numvars_user_{file.stem}", file)
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as e:                      # the user's file: report its error in one line
-        raise NumvarsError(f"importing {file} failed ({type(e).__name__}: {' '.join(str(e).split())[:120]})") \
-            from None
-    cls = getattr(module, cls_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Program)):
-        raise NumvarsError(f"{file} has no Program subclass {cls_name!r}; subclass numvars.programs.Program")
-    program = cls()
-    program._spec = spec                        # how jobs name it, so that worker processes can load it too
-    if not program.variables and cls.predict is Program.predict:
-        raise NumvarsError(f"{cls_name} must define predict (and init, step); see docs/tutorial.md")
-    return program
