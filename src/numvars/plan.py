@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import loaders
+from . import io, loaders
 from .engine import Job
 from .jobs import attention_key, das_key, result_dir
 from .presets import Preset, grid, train_overrides
