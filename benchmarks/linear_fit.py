@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -125,7 +127,7 @@ def _setup(fits: list[str], commands: list[str], notes: list[str]) -> list[str]:
     return ["# The linear map's fit: slow schedule against the new default", "",
             "Made by (rows of later commands added to those of earlier ones):", "",
             *[f"    {c}" for c in commands], "", *[f"{n}\n" for n in notes],
-            f"Machine: {platform.machine()}, 2 CPU cores, one torch thread; a niced background job (model "
+            f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, one torch thread; a niced background job (model "
             "training) used the idle CPU throughout, and other jobs came and went, so seconds are wall times "
             "under that load (each model's fits ran back to back); CPU seconds (`time.process_time`) are "
             "less sensitive to it. Up-Down `count`, k = d/2, `positions=tokens`, 10k/1k/1k pairs, seed 0.", "",
@@ -225,7 +227,7 @@ def main(argv=None):
     rows = earlier.get("rows", [])
     notes = [*earlier.get("notes", []), *([args.note] if args.note else [])]
     commands = [*earlier.get("commands", []),
-                "python benchmarks/linear_fit.py " + " ".join(argv if argv is not None else sys.argv[1:])]
+                "python benchmarks/linear_fit.py " + shlex.join(argv if argv is not None else sys.argv[1:])]
     record = {"commands": commands, "notes": notes, "fits": FITS, "new_defaults": FITTING["linear"], "rows": rows}
     measure(args, rows, lambda: out_json.write_text(json.dumps(record, indent=1)))
     out_json.write_text(json.dumps(record, indent=1))
