@@ -147,7 +147,8 @@ def test_batched_das_equals_separate_das_runs(partly_trained, float64):
                 DASRequest(other, task, "up_down", "count", options={**SMALL_DAS, "seed": 1, "n_train": 200}),
                 DASRequest(trained, task, "up_up", "demo_count", options={**SMALL_DAS, "seed": 2, "max_epochs": 2}),
                 DASRequest(trained, task, "up_down", "count", options={**SMALL_DAS, "seed": 3, "control": "untrained"}),
-                DASRequest(trained, task, "up_down", "count", options={**SMALL_DAS, "seed": 3, "control": "random"})]
+                DASRequest(trained, task, "up_down", "count", options={**SMALL_DAS, "seed": 3, "control": "random"}),
+                DASRequest(trained, task, "up_down", "count", options={**SMALL_DAS, "seed": 4, "map": "linear"})]
     batched = das_many(requests)
     assert 0 < batched[0].iia < 1 and batched[0].steps > 0
     for r, b in zip(requests, batched):

@@ -6,6 +6,7 @@ import torch
 from handbuilt import LineCounter, summing_transformer
 from numvars import align, programs as P
 from numvars.errors import NumvarsError
+from numvars.jobs import das_key, job_name
 from numvars.tasks import BOS, DEMO, EOS, RESP, TRIGGER, get_task
 
 from test_cli import assert_one_line_error, run_cli, tiny_args
@@ -70,10 +71,27 @@ def test_a_probe_start_begins_where_the_count_lies_and_a_random_start_must_searc
 
 
 def test_the_schedule_and_map_set_the_learning_rate_defaults():
-    orthogonal, linear = align.DASOptions(), align.DASOptions(map="linear")
-    assert (orthogonal.lr, orthogonal.schedule, orthogonal.max_epochs) == (5e-2, "cosine", 6)
-    assert (linear.lr, linear.schedule, linear.max_epochs) == (3e-3, "constant", 50)
+    fit = lambda o: (o.lr, o.schedule, o.max_epochs, o.batch_size)  # noqa: E731
+    assert fit(align.DASOptions()) == (5e-2, "cosine", 6, 512)
+    assert fit(align.DASOptions(map="linear")) == (5e-2, "cosine", 4, 64)
     assert align.DASOptions(lr=1e-3).key() == {"lr": 1e-3} and align.DASOptions().key() == {}
+
+
+def test_orthogonal_job_keys_are_unchanged_and_linear_ones_carry_the_fit_version():
+    # keys and job folder names as numvars wrote them before the linear map's fit changed (PROTOCOL 3)
+    before = {(): ({}, "das-d2986da0"),
+              (("positions", "tokens"),): ({"positions": "tokens"}, "das-c331aa5f"),
+              (("k", 5), ("lr", 1e-2), ("positions", "tokens"), ("seed", 2)):
+                  ({"k": 5, "seed": 2, "lr": 0.01, "positions": "tokens"}, "das-93d248d3"),
+              (("batch_size", 512), ("map", "orthogonal"), ("max_epochs", 6)): ({}, "das-d2986da0"),
+              (("control", "random"), ("map", "linear")): ({"map": "linear", "control": "random"}, "das-05f31d20")}
+    for opts, (key, name) in before.items():
+        assert das_key(**dict(opts)) == key
+        assert job_name("das", {**das_key(**dict(opts)), "protocol": 3}) == name
+    old_linear = {"map": "linear", "positions": "tokens"}                   # the 50-epoch fit's key
+    new_linear = das_key(map="linear", positions="tokens")
+    assert new_linear == {**old_linear, "fit": 2} and new_linear != old_linear
+    assert das_key(map="linear", lr=3e-3, schedule="constant", max_epochs=50, batch_size=512)["fit"] == 2
 
 
 def test_full_swaps_matched_by_role_or_over_tokens_only_spare_the_trigger():
