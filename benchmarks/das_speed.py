@@ -23,15 +23,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from train_speed import markdown  # noqa: E402
 
-from numvars import models  # noqa: E402
-from numvars.align import das  # noqa: E402
-from numvars.align.maps import block_masks, make_map  # noqa: E402
-from numvars.align.search import das_step  # noqa: E402
-from numvars.align.sites import cache, get_site  # noqa: E402
-from numvars.programs import make_pairs  # noqa: E402
-from numvars.config import from_mapping  # noqa: E402
-from numvars.models import ARCHS  # noqa: E402
-from numvars.train import train  # noqa: E402
+from numvars import models# noqa: E402
+from numvars.align import das# noqa: E402
+from numvars.align.maps import block_masks, make_map# noqa: E402
+from numvars.align.search import das_step# noqa: E402
+from numvars.align.sites import cache, get_site# noqa: E402
+from numvars.programs import make_pairs# noqa: E402
+from numvars.config import from_mapping# noqa: E402
+from numvars.models import ARCHS# noqa: E402
+from numvars.train import train# noqa: E402
 
 
 def _sync(device):

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from numvars.engine import job, run_graph
-from numvars.reproduce import work
+from numvars.jobs.engine import job, run_graph
+from numvars.reproduce.run import work
 
 from docblock import cell, replace_block
 

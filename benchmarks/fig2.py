@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from numvars.presets import PRESETS
+from numvars.reproduce.presets import PRESETS
 from numvars.report import paper_comparison
-from numvars.reproduce import reproduce
+from numvars.reproduce.run import reproduce
 
 from docblock import replace_block
 

@@ -19,7 +19,7 @@ import torch
 
 from numvars import align
 from numvars.errors import NumvarsError
-from numvars.jobs import load_run
+from numvars.runs import load_run
 
 from docblock import cell, replace_block
 

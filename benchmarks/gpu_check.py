@@ -38,8 +38,8 @@ from numvars.align.sites import frozen
 from numvars.config import from_mapping
 from numvars.evaluate import trial_accuracy
 from numvars.models import GroupedRNN
-from numvars.plan import Costs
-from numvars.presets import ALIGNMENTS, PRESETS, grid
+from numvars.jobs.costs import Costs
+from numvars.reproduce.presets import ALIGNMENTS, PRESETS, grid
 from numvars.train import Batches, lr_factor, next_token_loss, train
 from numvars.train_group import _Member, _step as group_train_step, train_group
 

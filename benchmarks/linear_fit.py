@@ -39,8 +39,8 @@ from numvars.align import das
 from numvars.align.protocol import FITTING
 from numvars.analysis.stats import mean_ci
 from numvars.config import from_mapping
-from numvars.jobs import load_run
-from numvars.presets import PRESETS, train_overrides
+from numvars.runs import load_run
+from numvars.reproduce.presets import PRESETS, train_overrides
 from numvars.train import is_finished
 
 REPORTS = Path(__file__).parent / "reports"

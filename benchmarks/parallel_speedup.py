@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from numvars.presets import PRESETS
-from numvars.reproduce import reproduce
+from numvars.reproduce.presets import PRESETS
+from numvars.reproduce.run import reproduce
 
 REPORTS = Path(__file__).parent / "reports"
 

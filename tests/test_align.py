@@ -9,7 +9,7 @@ from numvars.align.maps import block_masks, interchange, make_map
 from numvars.align.scoring import response_length
 from numvars.align.sites import RecurrentSite, StreamSite, get_site
 from numvars.errors import NumvarsError
-from numvars.jobs import load_run
+from numvars.runs import load_run
 from numvars.models import ModelConfig
 from numvars.programs import make_pairs
 from numvars.tasks import get_task

@@ -196,7 +196,7 @@ def _commands(names: dict) -> dict:
     small = {"n_train": "20", "n_val": "10", "n_test": "10", "max_epochs": "1"}
     gru, other, tf = (Path("../..") / names[k] for k in ("gru", "other", "tf"))
     cross = options.schema_of(protocol.CrossOptions) if hasattr(protocol, "CrossOptions") else \
-        __import__("numvars.jobs", fromlist=["x"]).CROSS_KEYS
+        __import__("numvars.jobs.cache", fromlist=["x"]).CROSS_KEYS
     schema = CONFIG_SCHEMA
     explain = {"program": "up_down", "variables": "core", "ks": "1", "maps": "orthogonal", "site": "default",
                "attention": "false", "n_train": "20", "n_val": "10", "n_test": "10"}

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from numvars import io, models
-from numvars.align import DASRequest, das, das_many
+from numvars.align import DASOptions, DASRequest, das, das_many
 from numvars.config import from_mapping
 from numvars.errors import NumvarsError
 from numvars.models import GroupedRNN
-from numvars.presets import Preset
+from numvars.reproduce.presets import Preset
 from numvars.tasks import get_task
 from numvars.train import train
 from numvars.train_group import train_group
@@ -143,16 +143,16 @@ def test_batched_das_equals_separate_das_runs(partly_trained, float64):
     trained = models.load(partly_trained("gru")).double()            # knows counts 1..6: IIA strictly inside (0, 1)
     other, = build("gru", (1,), d_model=16)
     task = get_task("multi_object", max_count=6, holdouts="")
-    requests = [DASRequest(trained, task, "up_down", "count", options={**SMALL_DAS, "seed": 0}),
-                DASRequest(other, task, "up_down", "count", options={**SMALL_DAS, "seed": 1, "n_train": 200}),
-                DASRequest(trained, task, "up_up", "demo_count", options={**SMALL_DAS, "seed": 2, "max_epochs": 2}),
-                DASRequest(trained, task, "up_down", "count", options={**SMALL_DAS, "seed": 3, "control": "untrained"}),
-                DASRequest(trained, task, "up_down", "count", options={**SMALL_DAS, "seed": 3, "control": "random"}),
-                DASRequest(trained, task, "up_down", "count", options={**SMALL_DAS, "seed": 4, "map": "linear"})]
+    count = lambda **kw: DASOptions(**{**SMALL_DAS, **kw})             # noqa: E731  Up-Down's count
+    requests = [DASRequest(trained, task, count(seed=0)), DASRequest(other, task, count(seed=1, n_train=200)),
+                DASRequest(trained, task, count(program="up_up", variable="demo_count", seed=2, max_epochs=2)),
+                DASRequest(trained, task, count(seed=3, control="untrained")),
+                DASRequest(trained, task, count(seed=3, control="random")),
+                DASRequest(trained, task, count(seed=4, map="linear"))]
     batched = das_many(requests)
     assert 0 < batched[0].iia < 1 and batched[0].steps > 0
     for r, b in zip(requests, batched):
-        a = das(r.model, r.task, r.program, r.variable, **r.options)
+        a = das(r.model, r.task, options=r.options)
         assert (a.iia, a.iia_free, a.val_iia, a.epochs, a.steps, a.map, a.variables) == \
             (b.iia, b.iia_free, b.val_iia, b.epochs, b.steps, b.map, b.variables)
         # float64 rounding, magnified as float32's was (to 0.02 on some CPUs), reaches ~2e-9 here
@@ -165,9 +165,9 @@ def test_batched_das_takes_recurrent_models_of_one_config():
     m0, = build("gru", (0,))
     other, = build("lstm", (0,))
     with pytest.raises(NumvarsError, match="one config"):
-        das_many([DASRequest(m0, TASK, options=SMALL_DAS), DASRequest(other, TASK, options=SMALL_DAS)])
+        das_many([DASRequest(m0, TASK, DASOptions(**SMALL_DAS)), DASRequest(other, TASK, DASOptions(**SMALL_DAS))])
     with pytest.raises(NumvarsError, match="site 'state'"):
-        das_many([DASRequest(m0, TASK, options={**SMALL_DAS, "site": "resid.1"})])
+        das_many([DASRequest(m0, TASK, DASOptions(**SMALL_DAS, site="resid.1"))])
 
 
 # --- reproduce on a GPU --------------------------------------------------------------------------
@@ -184,9 +184,9 @@ MINI = Preset(name="mini", seeds=(0, 1), archs=("gru", "lstm"), tasks=("single_o
 
 
 def test_grouped_jobs_write_what_the_per_job_path_finds_and_the_same_tables(tmp_path):
-    from numvars.grouped_jobs import group_training, run_grouped
-    from numvars.presets import grid
-    from numvars.reproduce import run_jobs, train_job
+    from numvars.reproduce.grouped import group_training, run_grouped
+    from numvars.reproduce.presets import grid
+    from numvars.reproduce.run import run_jobs, train_job
 
     roots = [train_job(spec, MINI, tmp_path / "runs", "cpu", 1) for spec in grid(MINI)]
     assert sorted(j.kind for j in group_training(roots)) == ["train", "train_group", "train_group"]

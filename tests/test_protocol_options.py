@@ -5,8 +5,9 @@ import torch
 
 from handbuilt import LineCounter, summing_transformer
 from numvars import align, programs as P
+from numvars.align import DASOptions
 from numvars.errors import NumvarsError
-from numvars.jobs import das_key, job_name
+from numvars.jobs.cache import das_key, job_name
 from numvars.tasks import BOS, DEMO, EOS, RESP, TRIGGER, get_task
 
 from test_cli import assert_one_line_error, run_cli, tiny_args
@@ -86,12 +87,12 @@ def test_orthogonal_job_keys_are_unchanged_and_linear_ones_carry_the_fit_version
               (("batch_size", 512), ("map", "orthogonal"), ("max_epochs", 6)): ({}, "das-d2986da0"),
               (("control", "random"), ("map", "linear")): ({"map": "linear", "control": "random"}, "das-05f31d20")}
     for opts, (key, name) in before.items():
-        assert das_key(**dict(opts)) == key
-        assert job_name("das", {**das_key(**dict(opts)), "protocol": 3}) == name
+        assert das_key(DASOptions(**dict(opts))) == key
+        assert job_name("das", {**das_key(DASOptions(**dict(opts))), "protocol": 3}) == name
     old_linear = {"map": "linear", "positions": "tokens"}                   # the 50-epoch fit's key
-    new_linear = das_key(map="linear", positions="tokens")
+    new_linear = das_key(DASOptions(map="linear", positions="tokens"))
     assert new_linear == {**old_linear, "fit": 2} and new_linear != old_linear
-    assert das_key(map="linear", lr=3e-3, schedule="constant", max_epochs=50, batch_size=512)["fit"] == 2
+    assert das_key(DASOptions(map="linear", lr=3e-3, schedule="constant", max_epochs=50, batch_size=512))["fit"] == 2
 
 
 def test_full_swaps_matched_by_role_or_over_tokens_only_spare_the_trigger():

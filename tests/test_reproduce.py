@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from numvars import cli
-from numvars.reproduce import PRESETS, grid, reproduce
+from numvars.reproduce.run import PRESETS, grid, reproduce
 
 from tiny_preset import TINY_PRESET
 
@@ -85,7 +85,7 @@ def test_one_worker_and_two_give_the_same_tables(uninterrupted, tmp_path):
         if name not in ("figures.csv", "runs.csv"):            # these hold paths of the results directory
             pd.testing.assert_frame_equal(mine[name], reference[name], obj=name)
     meta = __import__("json").loads((whole / "meta.json").read_text())
-    assert meta["hardware"]["jobs"] == __import__("numvars.engine", fromlist=["x"]).default_jobs()
+    assert meta["hardware"]["jobs"] == __import__("numvars.jobs", fromlist=["x"]).default_jobs()
 
 
 def _ray():
@@ -179,7 +179,7 @@ def test_analyze_a_missing_results_directory_is_a_one_line_error(tmp_path, capsy
 
 
 def test_the_plan_counts_every_job_and_what_is_already_done(uninterrupted, tmp_path):
-    from numvars.plan import plan
+    from numvars.reproduce.plan import plan
     fresh = plan(TINY_PRESET, tmp_path / "fresh", workers=2).counts.set_index("kind")
     assert fresh.loc["train", "jobs"] == fresh.loc["train", "to_run"] == len(grid(TINY_PRESET))
     assert (fresh["done"] == 0).all() and (fresh["seconds"] > 0).all()

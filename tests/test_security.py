@@ -22,7 +22,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from numvars import analysis, io, jobs, report
+from numvars import analysis, io, report
+from numvars.jobs import cache as jobs
 from numvars.train import train
 
 from conftest import TINY, claim_trained, tiny_config

@@ -169,7 +169,7 @@ def test_a_config_yaml_with_bad_values_is_one_line(tiny_run, tmp_path, capsys, e
 
 
 def test_align_checks_that_it_can_write_before_it_works(tiny_run, tmp_path, capsys, monkeypatch):
-    import numvars.jobs as jobs
+    import numvars.jobs.cache as jobs
     d = shutil.copytree(tiny_run.run_dir, tmp_path / "run")
     claim_trained(d)
     real_access = os.access

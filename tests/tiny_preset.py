@@ -1,5 +1,5 @@
 """A reproduction grid small enough for the test suite: counts 1..5, tiny models and pair sets."""
-from numvars.reproduce import Preset
+from numvars.reproduce.run import Preset
 
 TINY_PRESET = Preset(
     name="tiny", seeds=(0, 1), archs=("gru", "transformer"), tasks=("single_object",), d_model=12,

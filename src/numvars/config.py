@@ -12,7 +12,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 
-from . import options, paths, stale
+from . import options, paths, versions
+from .device import check_device
 from .options import opt
 from .errors import NumvarsError
 from .models.config import ModelConfig
@@ -82,13 +83,7 @@ class Placement:
         options.check_range("threads", self.threads, 1, MAX_THREADS)
 
 
-def check_device(name: str) -> str:
-    """cpu, cuda, cuda:N or auto; anything else is a one-line error."""
-    head, _, index = name.partition(":")
-    if name in ("auto", "cpu") or (head == "cuda" and (not index or index.isdigit())):
-        return name
-    raise NumvarsError(f"device={name!r}; choose cpu, cuda (or cuda:N) or auto")
-
+CRITERION = 0.9999      # trial accuracy that counts as solving the task (every evaluation trial right)
 
 # flat key -> (section, field); the task's `name` is typed as `task`, the model's vocabulary is derived
 SECTIONS = {"task": TaskSpec, "model": ModelConfig, "train": TrainConfig, "placement": Placement}
@@ -124,7 +119,7 @@ class RunConfig:
         return {key: getattr(getattr(self, section), name) for key, (section, name) in KEYS.items()}
 
     def run_id(self) -> str:
-        keys = {**{k: v for k, v in self.flat().items() if k not in UNHASHED}, "protocol": stale.current("train")}
+        keys = {**{k: v for k, v in self.flat().items() if k not in UNHASHED}, "protocol": versions.current("train")}
         return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:10]
 
     def run_name(self) -> str:
@@ -133,7 +128,7 @@ class RunConfig:
     def sections(self) -> dict:
         """The resolved config as written to config.yaml."""
         task = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.task).items()}
-        return {"run_id": self.run_id(), "protocol": stale.current("train"), "task": task, "model": asdict(self.model),
+        return {"run_id": self.run_id(), "protocol": versions.current("train"), "task": task, "model": asdict(self.model),
                 "train": {**asdict(self.train), **asdict(self.placement)}}
 
     @classmethod

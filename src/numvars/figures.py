@@ -202,7 +202,7 @@ def fig_oor(table: pd.DataFrame, d_model: int, train_max: int = TRAIN_MAX_COUNT)
 
 
 def fig_pca(found: list):
-    """found: (run row, PCA result) pairs, as `analysis.inspect.pca_inputs` returns them."""
+    """found: (run row, PCA result) pairs, as `analysis.hidden.pca_inputs` returns them."""
     if not found:
         raise Skip("no loadable GRU or LSTM run directory (variant default) to read hidden states from")
     fig, axes = _figure(len(found), 2, width=4.6, height=3.8)
@@ -224,7 +224,7 @@ def fig_pca(found: list):
 
 
 def fig_attention(maps: list):
-    """maps: (variant, run row, weights (n_layers, H, L, L), token names), from `analysis.inspect`."""
+    """maps: (variant, run row, weights (n_layers, H, L, L), token names), from `analysis.hidden`."""
     if not maps:
         raise Skip("no loadable Transformer run directory to read attention weights from")
     n_layers = max(w.shape[0] for _, _, w, _ in maps)

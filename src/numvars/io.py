@@ -187,3 +187,15 @@ def read_table(path) -> pd.DataFrame:
         return pd.DataFrame()
     except Exception as e:        # pyarrow and pandas raise many kinds for a damaged file; the file is the cause
         raise NumvarsError(f"table {path} is unreadable ({type(e).__name__}); delete it and rerun") from None
+
+
+def save_result(folder, summary: dict, tables: dict | None = None, tensors: dict | None = None) -> Path:
+    """A result folder, whole or absent: its tables (Parquet) and tensors (safetensors) first, result.json
+    last, so that result.json's presence means the result is complete."""
+    folder = Path(folder)
+    for name, table in (tables or {}).items():
+        write_table(folder / name, table)
+    if tensors:
+        save_tensors(folder / "alignment.safetensors", tensors)
+    write_json(folder / "result.json", summary)
+    return folder

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import io, stale
+from . import io, versions
 from .errors import NumvarsError
-from .paths import inside
+from .models import read_weights  # noqa: F401  (a loader of weights: with the models)
+from .paths import inside, run_folder
 
 # The kind of every column numvars writes in a table, by name (a column means the same in every table);
 # any other column is text.
@@ -120,15 +121,6 @@ def _retrain(run_dir) -> str:
 
 # --- a run folder ----------------------------------------------------------------------------------
 
-def run_folder(run_dir) -> Path:
-    """The run directory, which must exist and be a folder."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        what = "is a file, not a run directory" if run_dir.exists() else "does not exist"
-        raise NumvarsError(f"run directory {run_dir} {what}; give a folder that `numvars train` wrote")
-    return run_dir
-
-
 def read_config(run_dir):
     """RUN/config.yaml as a RunConfig (every key typed and checked as on the command line)."""
     from .config import RunConfig
@@ -161,7 +153,7 @@ def read_summary(run_dir) -> dict | None:
     """RUN/summary.json (None while the run is unfinished), checked against the run's metrics: the final
     epoch, the final trial accuracy, whether and when the criterion was reached. A summary that is not
     what numvars writes, or that the metrics contradict, is an error naming the command that retrains."""
-    from .train import CRITERION
+    from .config import CRITERION
 
     path = inside(run_dir, "summary.json")
     if not path.is_file():
@@ -191,24 +183,6 @@ def read_summary(run_dir) -> dict | None:
     if wrong:
         raise NumvarsError(f"{path} contradicts metrics.parquet ({', '.join(wrong)}); {_retrain(run_dir)}")
     return data
-
-
-CHECKPOINT = re.compile(r"^epoch_\d{6,}\.safetensors$")
-
-
-def read_weights(run_dir, checkpoint: str | None = None) -> tuple[Path, dict]:
-    """(path, tensors) of RUN/model.safetensors or a checkpoint, every value finite."""
-    import torch
-
-    if checkpoint is not None and not CHECKPOINT.match(str(checkpoint)):
-        raise NumvarsError(f"checkpoint={checkpoint!r}: give a file name of the run's checkpoints/ folder, e.g. "
-                           "epoch_000008.safetensors")
-    path = inside(run_dir, "checkpoints", checkpoint) if checkpoint else inside(run_dir, "model.safetensors")
-    tensors = io.load_tensors(path)
-    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
-    if bad:
-        raise NumvarsError(f"weights file {path} holds NaN or infinite values (in {bad[0]}); {_retrain(run_dir)}")
-    return path, tensors
 
 
 # --- a job's result folder (RUN/align/<job>/) --------------------------------------------------------
@@ -242,7 +216,7 @@ def _check_result(data, kind: str, key: dict) -> None:
     for name in ("iia_per_variable", "iia_by_program", "accuracy", "iia", "iia_nontrivial"):
         for v in (data.get(name).values() if isinstance(data.get(name), dict) else ()):
             _number(v, name, nan=True, low=0, high=1)
-    if data.get("protocol") != stale.current() or data.get("options") != json.loads(json.dumps(key, default=str)):
+    if data.get("protocol") != versions.current() or data.get("options") != json.loads(json.dumps(key, default=str)):
         raise ValueError("it belongs to another job (its protocol or options differ)")
 
 
@@ -257,7 +231,7 @@ def read_result(folder: Path, kind: str, key: dict) -> dict | None:
         _check_result(data, kind, key)
         read_job_table(folder, kind)
     except (NumvarsError, ValueError) as e:
-        stale.note(f"ignoring the damaged result in {folder} ({e}); computing it again")
+        versions.note(f"ignoring the damaged result in {folder} ({e}); computing it again")
         return None
     return data
 
@@ -353,7 +327,7 @@ def read_analysis(root: Path, outputs: dict, figures: tuple) -> dict[str, pd.Dat
         if not (named & placed).all():
             raise NumvarsError("the figures table names figures the analyses do not draw")
     except NumvarsError as e:
-        stale.note(f"analysing {root} again: {e}")
+        versions.note(f"analysing {root} again: {e}")
         return None
     return tables
 

@@ -148,3 +148,9 @@ def canonicalize(obj) -> None:
     [9, 4] and (4, 9), make equal configs); a wrong type is a one-line error."""
     for key, kind in schema_of(type(obj)).items():
         object.__setattr__(obj, key, coerce(kind, key, getattr(obj, key)))
+
+
+def from_words(cls, words: list[str], what: str, **fixed):
+    """An options object from a command's key=value words: parsed against the class's own schema, then
+    constructed (which checks and defaults every field). `fixed`: values the command sets itself."""
+    return cls(**parse(split_words(words), schema_of(cls), what), **fixed)

@@ -64,3 +64,12 @@ def check_length(path, key: str) -> None:
     if len(longest) > NAME_MAX:
         raise NumvarsError(f"{key}={text!r} has a folder name of {len(longest)} bytes; the file system allows at "
                            f"most {NAME_MAX} per name")
+
+
+def run_folder(run_dir) -> Path:
+    """The run directory, which must exist and be a folder."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        what = "is a file, not a run directory" if run_dir.exists() else "does not exist"
+        raise NumvarsError(f"run directory {run_dir} {what}; give a folder that `numvars train` wrote")
+    return run_dir

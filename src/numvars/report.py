@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import analysis, io, loaders
-from . import html as h
+from . import figures as F
+from . import pages as h
 from .analysis.stats import INTERVALS
 from .analysis import training_range
 from .paths import inside
@@ -237,7 +238,7 @@ def _analyses(root: Path, t: dict[str, pd.DataFrame]) -> str:
     parts = ["<section id='analyses'><h2>Analyses</h2>"]
     for fig in t["figures"].to_dict("records"):
         extra = TABLES.get(fig["name"], lambda _: "")(t)
-        parts.append(f"<article id='fig-{h.e(fig['name'])}'><h3>{h.e(fig['title'])}</h3>{h.img(root, fig)}{extra}"
+        parts.append(f"<article id='fig-{h.e(fig['name'])}'><h3>{h.e(fig['title'])}</h3>{h.img(root, fig, F.TITLES)}{extra}"
                      f"</article>")
     parts.append("<p class='sub'>Every table is also in <code>analysis/</code> as CSV and Parquet.</p></section>")
     return "".join(parts)

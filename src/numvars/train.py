@@ -19,14 +19,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import io, loaders, models, resume, stale
-from .config import UNHASHED, RunConfig, TrainConfig
+from . import io, loaders, models, resume, versions
+from .config import CRITERION, UNHASHED, RunConfig, TrainConfig
 from .errors import NumvarsError
 from .evaluate import trial_accuracy
-from .runtime import resolve_device, setup_threads
+from .device import resolve_device, setup_threads
 from .tasks import PAD
 
-CRITERION = 0.9999
 RESUME_EVERY_S = 20.0
 FIXED_SET = 7_919         # seeds the fixed training set apart from the fresh samples
 
@@ -242,7 +241,7 @@ def _note_older(cfg: RunConfig, run_dir: Path) -> None:
             {k: v for k, v in sec.get("train", {}).items() if k not in UNHASHED} == \
             {k: v for k, v in mine["train"].items() if k not in UNHASHED}
 
-    stale.report(run_dir.parent, f"{cfg.task.name}-{cfg.model.arch}-d{cfg.model.d_model}-s{cfg.seed}-*",
+    versions.report(run_dir.parent, f"{cfg.task.name}-{cfg.model.arch}-d{cfg.model.d_model}-s{cfg.seed}-*",
                  "config.yaml", same, kind="train")
 
 
@@ -266,7 +265,7 @@ def _finish(run_dir: Path, cfg: RunConfig, model, rows: list[dict], device) -> d
                "criterion_epoch": first, "epochs": last["epoch"], "steps": last["step"],
                "trial_accuracy": last["trial_accuracy"],
                "seconds": round(last["seconds"], 2), "device": str(device), "threads": cfg.placement.threads,
-               "torch": torch.__version__, "protocol": stale.current("train")}
+               "torch": torch.__version__, "protocol": versions.current("train")}
     io.write_json(run_dir / "summary.json", summary)   # written last: its presence means "finished"
     resume.remove(run_dir)
     return summary

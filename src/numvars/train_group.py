@@ -26,10 +26,9 @@ from . import io, models
 from .config import RunConfig
 from .errors import NumvarsError
 from .models.grouped import GroupedRNN
-from .runtime import resolve_device, setup_threads
+from .device import resolve_device, setup_threads
 from .tasks import PAD
-from .train import (Batches, RunResult, _begin, _finish, _unfinish, done, end_epoch, finished_summary, lr_factor,
-                    model_fed, run_dir_for)
+from .train import Batches, RunResult, _begin, _finish, _unfinish, done, end_epoch, finished_summary, lr_factor, model_fed, run_dir_for
 
 
 def train_group(cfgs: list[RunConfig], progress: bool = True) -> list[RunResult]:

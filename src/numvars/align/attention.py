@@ -13,14 +13,18 @@ chosen layers, and scores the fraction of trials whose response length moved by 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from .. import io
+from ..paths import inside
 from ..errors import NumvarsError
 from ..models import TransformerLM
 from ..tasks import DEMO, PAD, RESP, TRIGGER, Task
+from .protocol import AttentionOptions
 from .sites import frozen
 
 EDITS = ("add", "remove")
@@ -39,6 +43,16 @@ class AttentionResult:
                 "base_accuracy": self.base_accuracy,
                 "shift_counts": {e: self.trials[self.trials["edit"] == e]["shift"].value_counts().sort_index()
                                  .to_dict() for e in EDITS}}
+
+    def save(self, out_dir, extra: dict | None = None) -> Path:
+        return io.save_result(out_dir, {**self.summary(), **(extra or {})}, {"trials.parquet": self.trials})
+
+    @classmethod
+    def load(cls, folder) -> "AttentionResult":
+        from .. import loaders
+        s = io.read_json(inside(folder, "result.json"))
+        return cls(s["accuracy"], tuple(s["layers"]), s["n"], s["base_accuracy"],
+                   loaders.read_job_table(Path(folder), "attention"))
 
 
 def _edit_fn(op: str, start: Tensor, demo_pos: Tensor):
@@ -74,10 +88,13 @@ def _generate(model: nn.Module, prefix: Tensor, first: Tensor, n_steps: int, edi
     return buffer
 
 
-def attention_test(model: nn.Module, task: Task, n: int = 300, seed: int = 0, layers=None,
-                   counts=None, device: str = "cpu") -> AttentionResult:
+def attention_test(model: nn.Module, task: Task, counts=None, options: AttentionOptions | None = None,
+                   **opts) -> AttentionResult:
     """Add or remove one demo token's key/value at every response-phase query; the fraction of trials
-    whose response length moves by exactly +1 / −1. layers: block indices (default: all)."""
+    whose response length moves by exactly +1 / −1. `options`, or AttentionOptions fields as keywords (n,
+    seed, layers: block indices, default all; device)."""
+    o = options or AttentionOptions(**opts)
+    n, seed, layers, device = o.n, o.seed, o.layers, o.device
     if not isinstance(model, TransformerLM):
         raise NumvarsError("the attention test needs a Transformer (numvars' own, arch=transformer); this model "
                            "is not one")

@@ -24,11 +24,12 @@ from tqdm.auto import tqdm
 from ..errors import NumvarsError
 from ..models import GRULM, LSTMLM
 from ..models.grouped import GroupedRNN
-from ..programs import Pairs
+from ..programs import Pairs, get_program
 from ..tasks import PAD, Task
 from .scoring import Scores
-from .search import (Best, DASResult, Prepared, epoch_budget, lr_factor, prepare, resolve, result, untrained_copy,
-                     validate)
+from .protocol import DASOptions
+from .search import (BestMap, DASResult, Prepared, epoch_budget, lr_factor, parse_variables, prepare, result,
+                     untrained_copy, validate)
 from .sites import frozen
 
 ROWS_PER_PASS = 32_768        # validation rows of all alignments together per forward pass
@@ -36,21 +37,20 @@ ROWS_PER_PASS = 32_768        # validation rows of all alignments together per f
 
 @dataclass
 class DASRequest:
-    """One alignment for `das_many`: the arguments of `das`."""
+    """One alignment for `das_many`: what `das` takes."""
 
     model: nn.Module
     task: Task
-    program: str = "up_down"
-    variable: str = "count"
+    options: DASOptions = field(default_factory=DASOptions)
     counts: object = None
-    options: dict = field(default_factory=dict)      # DASOptions fields
 
 
 def das_many(requests: list[DASRequest], progress: bool = False) -> list[DASResult]:
-    """The DASResults of `das(r.model, r.task, r.program, r.variable, counts=r.counts, **r.options)` for
-    each request, fitted together. The models must be GRULMs or LSTMLMs of one config, site `state`."""
+    """The DASResults of `das(r.model, r.task, counts=r.counts, options=r.options)` for each request, fitted
+    together. The models must be GRULMs or LSTMLMs of one config, site `state`."""
     started = time.perf_counter()
-    resolved = [resolve(r.program, r.variable, r.options) for r in requests]
+    resolved = [(r.options, program, parse_variables(program, r.options.variable))
+                for r in requests for program in [get_program(r.options.program)]]
     nets = [untrained_copy(r.model, o.seed + 12_345) if o.control == "untrained" else r.model
             for r, (o, _, _) in zip(requests, resolved)]
     _check(nets, [o for o, _, _ in resolved])
@@ -104,7 +104,7 @@ def _fit_many(items: list[Prepared], nets: list[nn.Module], progress: bool) -> l
     opt = torch.optim.Adam([{"params": list(p.align.parameters()), "lr": p.o.lr} for p in items])
     gens = [torch.Generator().manual_seed(p.o.seed) for p in items]
     trains, vals = [p.train for p in items], [p.val for p in items]
-    best = [Best(p.align, p.o) for p in items]
+    best = [BestMap(p.align, p.o) for p in items]
     budget = [epoch_budget(t, p.o) for t, p in zip(trains, items)]
     steps, ended, active, epoch = [0] * n, [0] * n, list(range(n)), 0
     groups = _Groups(nets)
@@ -139,7 +139,7 @@ def _spent(o, steps: int) -> bool:
 
 
 def _step(group: GroupedRNN, items: list[Prepared], batches: list[Pairs], opt) -> Tensor:
-    """One Adam step of every item's map on its own batch (`search.das_step`); returns the losses (G,)."""
+    """One Adam step of every item's map on its own batch (`search.step_loss`); returns the losses (G,)."""
     with parametrize.cached():          # each orthogonal matrix once per step
         logits, cont = _run(group, items, batches)
         on = _pad_stack([b.scored if p.o.loss_on == "scored" else b.cont_roles != PAD

@@ -12,20 +12,23 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.nn.utils import parametrize
-from tqdm.auto import tqdm
+from torch import nn
 
-from ..errors import NumvarsError
-from ..programs import get_program, make_pairs
+from .. import io
+from ..paths import inside
+from ..programs import Pairs, get_program, make_pairs
 from ..tasks import Task
-from .protocol import CrossOptions
-from .maps import make_map, set_matrix
+from .fit import optimise
+from .intervention import Intervention
+from .maps import block_masks, make_map, set_matrix, subspace_size
 from .probe import probe_basis
+from .protocol import CrossOptions
+from .scoring import score
 from .search import parse_variables
 from .sites import cache, frozen, get_site
 
@@ -47,101 +50,89 @@ class CrossResult:
                 "program": self.program, "variable": self.variable, "epochs": self.epochs, "seconds": self.seconds}
 
 
-def _swap(target_map, source_map, k: int, base: Tensor, source: Tensor) -> Tensor:
-    """The target's state with its first k aligned dimensions taken from the source model's."""
-    aligned = target_map(base)
-    taken = source_map(source)[:, :k]
-    return target_map.inverse(torch.cat([taken, aligned[:, k:]], dim=1))
+    def save(self, out_dir, extra: dict | None = None) -> Path:
+        return io.save_result(out_dir, {**self.summary(), **(extra or {})}, {"pairs.parquet": self.pairs})
+
+    @classmethod
+    def load(cls, folder) -> "CrossResult":
+        from .. import loaders
+        s = io.read_json(inside(folder, "result.json"))
+        return cls(s["iia"], s["iia_nontrivial"], s["k"], s["map"], s["program"], s["variable"], s["epochs"],
+                   s["seconds"], loaders.read_job_table(Path(folder), "cross"))
 
 
-class _Direction:
-    def __init__(self, name, target_site, target_pairs, target_map, source_pairs, source_map):
-        self.name, self.site, self.pairs, self.map = name, target_site, target_pairs, target_map
-        self.source_states, self.source_map = source_pairs.states["source"], source_map
-
-    def logits(self, idx, k):
-        batch = self.pairs.select(idx)
-        state = _swap(self.map, self.source_map, k, batch.states["base"], self.source_states[idx])
-        return self.site.run(batch, state), batch
-
-
-def align_models(model_a: nn.Module, model_b: nn.Module, task: Task, program="up_down", variable: str = "count",
-                 k: int | None = None, map: str = "orthogonal", seed: int = 0, n_train: int = 5000,
-                 n_val: int = 500, n_test: int = 1000, batch_size: int = 512, lr: float = 3e-3,
-                 max_epochs: int = 30, patience: int = 6, within: bool = True, init: str = "probe",
-                 device: str = "cpu", progress: bool = False) -> CrossResult:
-    """Learn one map per model so that each model's aligned subspace can stand in for the other's."""
+def align_models(model_a: nn.Module, model_b: nn.Module, task: Task, options: CrossOptions | None = None,
+                 progress: bool = False, batch_size: int = 512, lr: float = 3e-3, patience: int = 6,
+                 **opts) -> CrossResult:
+    """Learn one map per model so that each model's aligned subspace can stand in for the other's.
+    `options`, or CrossOptions fields as keywords (program, variable, k, map, seed, n_train, ...)."""
     started = time.perf_counter()
-    CrossOptions(variable=variable, k=k, map=map, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test,
-                 max_epochs=max_epochs, within=within, init=init, device=device)
-    program = get_program(program)
-    (var,) = parse_variables(program, variable)
-    with frozen(model_a, device), frozen(model_b, device):
+    o = options or CrossOptions(**opts)
+    program = get_program(o.program)
+    (var,) = parse_variables(program, o.variable)
+    with frozen(model_a, o.device), frozen(model_b, o.device):
         sites = {"a": get_site(model_a), "b": get_site(model_b)}
-        d = min(s.size for s in sites.values())
-        k = d // 2 if k is None else k
-        if not 1 <= k <= d:
-            raise NumvarsError(f"k={k} must be in 1..{d} (the smaller model's state size)")
-        maps = nn.ModuleDict({m: make_map(map, sites[m].size, seed + i).to(device) for i, m in enumerate("ab")})
-        sampled = make_pairs(task, program, var, n_train + n_val + n_test, seed)
-        pairs = {m: cache(sites[m], sampled.to(device)) for m in "ab"}
-        if init == "probe":            # each map starts where a probe reads the variable in its own model
+        k = subspace_size(o.k, min(s.size for s in sites.values()))
+        maps = nn.ModuleDict({m: make_map(o.map, sites[m].size, o.seed + i).to(o.device) for i, m in enumerate("ab")})
+        sampled = make_pairs(task, program, var, o.n_train + o.n_val + o.n_test, o.seed)
+        pairs = {m: cache(sites[m], sampled.to(o.device)) for m in "ab"}
+        if o.init == "probe":          # each map starts where a probe reads the variable in its own model
             for m in "ab":
-                t = pairs[m].select(slice(0, n_train))
+                t = pairs[m].select(slice(0, o.n_train))
                 set_matrix(maps[m], probe_basis(t.states["base"].cpu(), t.base_value.cpu(), t.states["source"].cpu(),
                                                 t.source_value.cpu(), t.var_index.cpu(), 1, k))
-        names = [("a", "b"), ("b", "a")] + ([("a", "a"), ("b", "b")] if within else [])
-        dirs = [_Direction(f"{t}<-{s}", sites[t], pairs[t], maps[t], pairs[s], maps[s]) for t, s in names]
-        tr, va, te = (torch.arange(0, n_train), torch.arange(n_train, n_train + n_val),
-                      torch.arange(n_train + n_val, n_train + n_val + n_test))
-        epochs = _fit(dirs, maps, k, tr.to(device), va.to(device), batch_size, lr, max_epochs, patience, seed, progress)
-        verdicts = {dr.name: _correct(dr, te.to(device), k) for dr in dirs}
-    info = sampled.select(te).info()
+        names = [("a", "b"), ("b", "a")] + ([("a", "a"), ("b", "b")] if o.within else [])
+        dirs = {f"{t}<-{s}": _direction(sites[t], maps[t], maps[s], pairs[t], pairs[s], k) for t, s in names}
+        n = o.n_train + o.n_val
+        train = {name: p.select(slice(0, o.n_train)) for name, (_, p) in dirs.items()}
+        val = {name: p.select(slice(o.n_train, n)) for name, (_, p) in dirs.items()}
+        plateau = IIAPlateau(maps, {name: (iv, val[name]) for name, (iv, _) in dirs.items() if name[0] != name[-1]},
+                             patience)
+        epochs, _ = optimise(maps.parameters(), o.n_train, batch_size, lr, o.seed, o.max_epochs,
+                             lambda idx: sum(_loss(iv, train[name].select(idx.to(train[name].t.device)))
+                                             for name, (iv, _) in dirs.items()),
+                             plateau.check, progress=progress, desc="align models")
+        plateau.restore()
+        verdicts = {name: score(iv, p.select(slice(n, None)), free=False).correct for name, (iv, p) in dirs.items()}
+    info = sampled.select(slice(n, None)).info()
     frames = [info.assign(direction=name, correct=ok.numpy()) for name, ok in verdicts.items()]
     frame = pd.concat(frames, ignore_index=True)
     iia = {name: float(ok.float().mean()) for name, ok in verdicts.items()}
     trivial = torch.tensor(info["trivial"].to_numpy().copy())
-    nontrivial = {name: float(ok[~trivial].float().mean())
-                  for name, ok in verdicts.items()}
-    return CrossResult(iia, nontrivial, k, map, program.name, var, epochs, round(time.perf_counter() - started, 2),
+    nontrivial = {name: float(ok[~trivial].float().mean()) for name, ok in verdicts.items()}
+    return CrossResult(iia, nontrivial, k, o.map, program.name, var, epochs, round(time.perf_counter() - started, 2),
                        frame)
 
 
-@torch.no_grad()
-def _correct(direction: _Direction, idx: Tensor, k: int, chunk: int = 1024) -> Tensor:
-    out = []
-    with parametrize.cached():
-        for part in idx.split(chunk):
-            logits, batch = direction.logits(part, k)
-            out.append(((logits.argmax(-1) == batch.cont) | ~batch.scored).all(1))
-    return torch.cat(out).cpu()
+def _direction(site, target_map, source_map, target: Pairs, source: Pairs, k: int) -> tuple[Intervention, Pairs]:
+    """The intervention of one direction (the source model's aligned count into the target) and its pairs: the
+    target's with the source model's states at u."""
+    masks = block_masks(site.size, k, 1).to(target.t.device)
+    return Intervention(site, target_map, masks, source_map), target.with_states({**target.states,
+                                                                                 "source": source.states["source"]})
 
 
-def _fit(dirs, maps, k, tr, va, batch_size, lr, max_epochs, patience, seed, progress) -> int:
-    """Adam on both maps, summing every direction's loss; keep the maps with the best mean validation
-    IIA over the cross-model directions; stop on a validation plateau."""
-    opt = torch.optim.Adam(maps.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    cross = [dr for dr in dirs if dr.name[0] != dr.name[-1]]
-    best, best_state, stale, epoch = -1.0, copy.deepcopy(maps.state_dict()), 0, 0
-    bar = tqdm(range(1, max_epochs + 1), disable=not progress, desc="align models", unit="ep", leave=False)
-    for epoch in bar:
-        for part in tr[torch.randperm(len(tr), generator=gen).to(tr.device)].split(batch_size):
-            with parametrize.cached():
-                loss = 0.0
-                for dr in dirs:
-                    logits, batch = dr.logits(part, k)
-                    loss = loss + F.cross_entropy(logits[batch.scored], batch.cont[batch.scored])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-            opt.step()
-        val = sum(float(_correct(dr, va, k).float().mean()) for dr in cross) / len(cross)
-        bar.set_postfix(val_iia=f"{val:.3f}")
-        if val > best + 1e-3:
-            best, best_state, stale = val, copy.deepcopy(maps.state_dict()), 0
+def _loss(iv: Intervention, batch: Pairs):
+    logits = iv.logits(batch)
+    return F.cross_entropy(logits[batch.scored], batch.cont[batch.scored])
+
+
+class IIAPlateau:
+    """Keeps the maps with the best mean validation IIA over the cross-model directions and stops at 0.995 or
+    after `patience` epochs without a gain of 1e-3 (the check of `fit.optimise`)."""
+
+    def __init__(self, maps: nn.Module, directions: dict, patience: int):
+        self.maps, self.directions, self.patience = maps, directions, patience
+        self.best, self.state, self.stale = -1.0, copy.deepcopy(maps.state_dict()), 0
+
+    def check(self, epoch: int, losses, steps: int) -> bool:
+        val = sum(float(score(iv, pairs, free=False).correct.float().mean()) for iv, pairs in
+                  self.directions.values()) / len(self.directions)
+        if val > self.best + 1e-3:
+            self.best, self.state, self.stale = val, copy.deepcopy(self.maps.state_dict()), 0
         else:
-            stale += 1
-        if best >= 0.995 or stale >= patience:
-            break
-    maps.load_state_dict(best_state)
-    return epoch
+            self.stale += 1
+        return self.best >= 0.995 or self.stale >= self.patience
+
+    def restore(self) -> None:
+        self.maps.load_state_dict(self.state)

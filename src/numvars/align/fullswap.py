@@ -8,14 +8,17 @@ fraction of pairs whose continuation matches that program's prediction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
 
+from .. import io
+from ..paths import inside
 from ..programs import get_program, make_pairs
 from ..tasks import Task
-from .maps import make_map
+from .intervention import Intervention
 from .protocol import FullSwapOptions
 from .scoring import score
 from .sites import cache, frozen, get_site
@@ -40,12 +43,23 @@ class FullSwapResult:
                                    for k, v in first.groupby("same_token")["correct"].mean().items()}
         return out
 
+    def save(self, out_dir, extra: dict | None = None) -> Path:
+        return io.save_result(out_dir, {**self.summary(), **(extra or {})}, {"pairs.parquet": self.pairs})
+
+    @classmethod
+    def load(cls, folder) -> "FullSwapResult":
+        from .. import loaders
+        s = io.read_json(inside(folder, "result.json"))
+        return cls(s["iia"], s["iia_by_program"], s["site"], s["n"], s["seed"],
+                   loaders.read_job_table(Path(folder), "fullswap"))
+
 
 @torch.no_grad()
-def full_swap(model: nn.Module, task: Task, counts=None, **opts) -> FullSwapResult:
-    """Swap the whole state and score the model's continuation against each program's prediction;
-    `opts` are `FullSwapOptions` fields (programs, site, n, seed, match, device)."""
-    o = FullSwapOptions(**opts)
+def full_swap(model: nn.Module, task: Task, counts=None, options: FullSwapOptions | None = None,
+              **opts) -> FullSwapResult:
+    """Swap the whole state and score the model's continuation against each program's prediction; `options`,
+    or `FullSwapOptions` fields as keywords (programs, site, n, seed, match, device)."""
+    o = options or FullSwapOptions(**opts)
     programs = [p.strip() for p in o.programs.split(",") if p.strip()]
     if o.control == "untrained":
         from .search import untrained_copy
@@ -53,13 +67,12 @@ def full_swap(model: nn.Module, task: Task, counts=None, **opts) -> FullSwapResu
     scores, frames = {}, []
     with frozen(model, o.device):
         at = get_site(model, o.site)
-        identity, everything = make_map("identity", at.size, o.seed).to(o.device), torch.ones(1, at.size,
-                                                                                                device=o.device)
+        swap = Intervention.whole_state(at, o.device)
         for name in programs:
             program = get_program(name)
             sampled = make_pairs(task, program, None, o.n, o.seed, counts, match=o.match,   # same seed: same pairs
                                  positions=o.positions)
-            verdict = score(at, identity, everything, cache(at, sampled.to(o.device)), free=False)
+            verdict = score(swap, cache(at, sampled.to(o.device)), free=False)
             scores[program.name] = float(verdict.correct.float().mean())
             frames.append(sampled.info().assign(program=program.name, correct=verdict.correct.numpy()))
     first = get_program(programs[0]).name

@@ -111,11 +111,23 @@ def set_matrix(align: nn.Module, matrix: Tensor) -> nn.Module:
     return align
 
 
-def block_masks(d: int, k: int, n_blocks: int) -> Tensor:
-    """(n_blocks, d) 0/1 masks: block i selects aligned dims [i·k, (i+1)·k)."""
-    if not 1 <= k or k * n_blocks > d:
-        raise NumvarsError(f"k={k} is out of range: {n_blocks} variable(s) × k must fit in the state size {d}; "
-                           f"use 1 <= k <= {d // n_blocks}")
+def subspace_size(k, d: int, blocks: int = 1) -> int:
+    """The aligned dimensions per variable, the one place the `k` option is read: an int, "d/N" (of the state
+    size d), or None for the default d/2; a one-line error unless `blocks` variables of k dims fit in d."""
+    word = "d/2" if k is None else str(k).strip()
+    try:
+        size = d // int(word[2:]) if word.startswith("d/") else int(word)
+    except (ValueError, ZeroDivisionError):
+        raise NumvarsError(f"k={k!r}: give an integer or d/N with N >= 1, e.g. k=10 or k=d/4") from None
+    if not 1 <= size or size * blocks > d:
+        raise NumvarsError(f"k={word} is {size} dims: {blocks} variable(s) × k must fit in the state size {d}; use "
+                           f"1 <= k <= {d // blocks}")
+    return size
+
+
+def block_masks(d: int, k, n_blocks: int) -> Tensor:
+    """(n_blocks, d) 0/1 masks: block i selects aligned dims [i·k, (i+1)·k) (k as `subspace_size` reads it)."""
+    k = subspace_size(k, d, n_blocks)
     masks = torch.zeros(n_blocks, d)
     for i in range(n_blocks):
         masks[i, i * k:(i + 1) * k] = 1.0

@@ -1,5 +1,7 @@
-"""The options of an alignment or a full swap: one frozen dataclass each, the one place they are
-named, typed, documented (`help`) and checked. The CLI's keys and the job keys are read off them."""
+"""The options of every intervention: DAS, the full swap, the attention test and cross-model alignment. One
+frozen dataclass each, the one place they are named, typed, documented (`help`), defaulted and checked; the
+command line parses its words into one once (`options.from_words`), the core takes it as it is, and the job
+cache keys results by its `key()`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -7,17 +9,16 @@ from dataclasses import dataclass, fields
 from .. import options
 from ..errors import NumvarsError
 
-from ..runtime import resolve_device
+from ..device import resolve_device
+from ..programs.sampling import MATCHES, POSITIONS
 
 MAPS = ("orthogonal", "linear")
 CONTROLS = ("untrained", "random", "identity")
-POSITIONS = ("all", "tokens")
 PAIR_COUNTS = ("all", "train")
 DEMO_RULES = ("extra", "target", "random")
 LOSS_ON = ("scored", "all")
 INITS = ("random", "probe")
 SCHEDULES = ("constant", "cosine")
-MATCHES = ("phase", "role")
 MAX_PAIRS = 5_000_000
 
 
@@ -111,14 +112,19 @@ class DASOptions:
         options.check_range("target", self.target, 0.0, 1.0)
         resolve_device(self.device)
 
+    def given(self) -> dict:
+        """The options that differ from their defaults (not where it is computed): these options again, in
+        the fewest words (how jobs carry them)."""
+        return _non_default(self)
+
     def key(self) -> dict:
-        """The options that change the result and differ from their defaults (not where it is computed),
-        and the fitted map's FIT_VERSION unless it is 1: a new option added at its default leaves
-        existing job keys, and so cached results, as they were; a changed default of one map's fit bumps
-        its FIT_VERSION, of every alignment numvars.PROTOCOL."""
+        """The cache key: the options that change the result and differ from their defaults, and the fitted
+        map's FIT_VERSION unless it is 1. A new option added at its default leaves existing job keys, and so
+        cached results, as they were; a changed default of one map's fit bumps its FIT_VERSION, of every
+        alignment numvars.PROTOCOL."""
         fitted = self.control not in ("random", "identity")        # the fixed controls fit nothing
         version = FIT_VERSION[self.map] if fitted else 1
-        return {**_non_default(self), **({"fit": version} if version != 1 else {})}
+        return {**self.given(), **({"fit": version} if version != 1 else {})}
 
 
 @dataclass(frozen=True)
@@ -158,8 +164,10 @@ MAX_ATTENTION_TRIALS = 10_000     # each trial's attention scores (L × L per he
 
 @dataclass(frozen=True)
 class AttentionOptions:
+    """The options of the attention test (`align.attention.attention_test`, `numvars attention`)."""
     n: int = _opt(300, "trials")
     seed: int = _opt(0, "seed of the trials and of the demo token each edit adds or removes")
+    layers: tuple[int, ...] | None = _opt(None, "blocks whose attention is edited, e.g. 0,1 (default: all)")
     device: str = _opt("cpu", "cpu, cuda or auto")
 
     def __post_init__(self):
@@ -167,6 +175,10 @@ class AttentionOptions:
         options.check_range("n", self.n, 1, MAX_ATTENTION_TRIALS, "every trial is generated at once")
         options.check_seed("seed", self.seed)
         resolve_device(self.device)
+
+    def key(self) -> dict:
+        """The cache key (as it always was: n and seed always, the layers when given)."""
+        return {"n": self.n, "seed": self.seed, **({"layers": list(self.layers)} if self.layers is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -191,10 +203,11 @@ class CrossOptions:
             raise NumvarsError(f"variable={self.variable!r}: align-models aligns one variable at a time")
         options.check_choice("map", self.map, MAPS)
         options.check_choice("init", self.init, INITS)
-        if self.k is not None:
-            options.check_range("k", self.k, 1)
         options.check_seed("seed", self.seed)
         for name in ("n_train", "n_val", "n_test"):
             options.check_range(name, getattr(self, name), 1, MAX_PAIRS)
         options.check_range("max_epochs", self.max_epochs, 1, 100_000)
         resolve_device(self.device)
+
+    def key(self) -> dict:
+        return _non_default(self)

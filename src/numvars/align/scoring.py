@@ -14,7 +14,6 @@ from torch import Tensor
 from torch.nn.utils import parametrize
 
 from ..programs import Pairs
-from .maps import interchange
 
 
 @dataclass
@@ -25,11 +24,6 @@ class Scores:
     token_accuracy: float
     loss: float                 # mean cross-entropy over scored tokens (teacher-forced)
     logprob: Tensor | None = None   # (N,) log-probability of the whole expected continuation (its scored tokens)
-
-
-def intervene(align, masks: Tensor, pairs: Pairs) -> Tensor:
-    """The base state at t with the masked aligned dimensions taken from the source (per-pair mask)."""
-    return interchange(align, masks[pairs.var_index], pairs.states["base"], pairs.states["source"])
 
 
 def loss(logits: Tensor, targets: Tensor, on: Tensor) -> Tensor:
@@ -44,14 +38,16 @@ def sequence_logprob(logits: Tensor, targets: Tensor, on: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def score(site, align, masks: Tensor, pairs: Pairs, free: bool = True, chunk: int = 1024) -> Scores:
-    """IIA verdicts per pair, teacher-forced and (optionally) free-running."""
+def score(intervention, pairs: Pairs, free: bool = True, chunk: int = 1024) -> Scores:
+    """IIA verdicts per pair of an `Intervention` on pairs with cached states, teacher-forced and (optionally)
+    free-running."""
+    site = intervention.site
     correct, correct_free, gens, logprobs, tok_right, tok_total, loss_sum = [], [], [], [], 0, 0, 0.0
     with parametrize.cached():
         for i in range(0, len(pairs), chunk):
             c = pairs.select(slice(i, i + chunk))
             scored = c.scored
-            state = intervene(align, masks, c)
+            state = intervention.state(c)
             logits = site.run(c, state)
             loss_sum += float(F.cross_entropy(logits[scored], c.cont[scored], reduction="sum"))
             logprobs.append(sequence_logprob(logits, c.cont, scored))

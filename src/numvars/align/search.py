@@ -21,12 +21,15 @@ from tqdm.auto import tqdm
 
 from .. import io
 from ..errors import NumvarsError
-from ..programs import Pairs, get_program, make_pairs
+from ..paths import inside
+from ..programs import Pairs, Program, get_program, make_pairs
 from ..tasks import PAD, Task
-from .maps import block_masks, make_map, set_matrix
+from .maps import block_masks, make_map, set_matrix, subspace_size
 from .probe import probe_basis
 from .protocol import DASOptions
-from .scoring import intervene, loss, response_length, score
+from .fit import optimise
+from .intervention import Intervention
+from .scoring import loss, response_length, score
 from .sites import cache, frozen, get_site
 
 
@@ -85,12 +88,22 @@ class DASResult:
                 "iia_per_variable": self.per_variable()}
 
     def save(self, out_dir, extra: dict | None = None) -> Path:
-        out = Path(out_dir)
-        io.save_tensors(out / "alignment.safetensors", {"matrix": self.matrix})
-        io.write_table(out / "pairs.parquet", self.pairs)
-        io.write_table(out / "history.parquet", self.history)
-        io.write_json(out / "result.json", {**self.summary(), **(extra or {})})   # last: its presence means "complete"
-        return out
+        return io.save_result(out_dir, {**self.summary(), **(extra or {})},
+                              {"pairs.parquet": self.pairs, "history.parquet": self.history}, {"matrix": self.matrix})
+
+    @classmethod
+    def load(cls, folder) -> "DASResult":
+        """A saved alignment (its result.json, map and per-pair table, read by their checking loaders)."""
+        from .. import loaders
+        folder = Path(folder)
+        s = io.read_json(inside(folder, "result.json"))
+        history = folder / "history.parquet"
+        return cls(**{k: s[k] for k in ("iia", "iia_free", "token_accuracy", "val_iia", "program", "k", "map", "site",
+                                        "control", "seed", "epochs", "steps", "seconds")},
+                   variables=tuple(s["variables"]),
+                   matrix=io.load_tensors(inside(folder, "alignment.safetensors"))["matrix"],
+                   pairs=loaders.read_job_table(folder, "das"),
+                   history=io.read_table(history) if history.is_file() else pd.DataFrame())
 
 
 PHASES = ("demo", "T", "response")
@@ -147,22 +160,34 @@ def pair_frame(pairs: Pairs, test, resp_token: int, eos_token: int) -> pd.DataFr
 
 
 def das(model: nn.Module, task: Task, program="up_down", variable="count", progress: bool = False, counts=None,
-        **opts) -> DASResult:
-    """Align `variable` (one name, or several as "a,b" in disjoint blocks) of `program` with `model`;
-    `opts` are `DASOptions` fields (k, map, seed, site, control, n_train, ...)."""
-    return das_set(model, task, program, variable, [opts], counts, progress)[0]
+        options: DASOptions | None = None, **opts) -> DASResult:
+    """Align `variable` (one name, or several as "a,b" in disjoint blocks) of `program` with `model`. Give
+    either `options`, a DASOptions (its program and variable are then the ones aligned), or DASOptions
+    fields as keywords (k, map, seed, site, control, n_train, ...). `program` may also be a Program."""
+    if options is None:
+        options = DASOptions(program=program_spec(program), variable=variable if isinstance(variable, str) else
+                             ",".join(variable), **opts)
+    return das_set(model, task, [options], counts, progress, program if isinstance(program, Program) else None)[0]
 
 
-def das_set(model: nn.Module, task: Task, program="up_down", variable="count", options: list[dict] = (),
-            counts=None, progress: bool = False) -> list[DASResult]:
-    """`das` for each option set (k, map, control, ...) of one program variable, in order. Alignments that
+def program_spec(program) -> str:
+    """How options name a program: a built-in name, or a user's path/to/file.py:ClassName."""
+    return getattr(program, "_spec", program.name) if isinstance(program, Program) else program
+
+
+def das_set(model: nn.Module, task: Task, options: list[DASOptions], counts=None, progress: bool = False,
+            program: Program | None = None) -> list[DASResult]:
+    """`das` for each options object (k, map, control, ...) of one program variable, in order. Alignments that
     draw the same pairs (seed, sizes, position rule) sample them once, and those on the same model and site
     also cache its states once: a k sweep over both maps, with its untrained controls, pays for one pair set
     and two caches (the model and its untrained copy), not one per alignment."""
+    if len({(o.program, o.variable) for o in options}) > 1:
+        raise NumvarsError("das_set aligns one program variable; give options of one program and variable")
+    prog = program or get_program(options[0].program)
+    variables = parse_variables(prog, options[0].variable)
     samples, caches, copies, out = {}, {}, {}, []
-    for opts in options:
+    for o in options:
         started = time.perf_counter()
-        o, prog, variables = resolve(program, variable, opts)
         net = model
         if o.control == "untrained":
             net = copies.setdefault(o.seed, untrained_copy(model, o.seed + 12_345))
@@ -178,46 +203,42 @@ def das_set(model: nn.Module, task: Task, program="up_down", variable="count", o
             if p.fixed:                                         # fixed maps: nothing to fit
                 history, epochs, steps, val_iia = [], 0, 0, validate(p)
             else:
-                p.align, history, epochs, steps, val_iia = _fit(p.site, p.align, p.masks, p.train, p.val, o, progress)
+                _, history, epochs, steps, val_iia = _fit(p, progress)
             out.append(result(p, task, history, epochs, steps, val_iia, started))
     return out
 
 
 @dataclass
 class Prepared:
-    """An alignment ready to fit: options, site, masks, the sampled pairs with cached states, the map."""
+    """An alignment ready to fit: options, the intervention (site, map, masks), the sampled pairs with cached
+    states."""
 
     o: DASOptions
     program: str
     variables: tuple[str, ...]
-    site: object
-    k: int
-    masks: torch.Tensor
+    intervention: Intervention
     sampled: Pairs           # train, validation and test pairs, without states
     pairs: Pairs             # the same with the site's cached states, on the device
     kind: str                # orthogonal, linear, random or identity
-    align: nn.Module
+
+    site = property(lambda self: self.intervention.site)
+    align = property(lambda self: self.intervention.map)
+    masks = property(lambda self: self.intervention.masks)
+    k = property(lambda self: self.intervention.k)
 
     @property
     def fixed(self) -> bool:
         return self.o.control in ("random", "identity")
 
-    def _part(self, pairs: Pairs, part: str) -> Pairs:
+    def split(self, pairs: Pairs, part: str) -> Pairs:
+        """The train, val or test part of a pair set drawn for this alignment."""
         o = self.o
         bounds = {"train": (0, o.n_train), "val": (o.n_train, o.n_train + o.n_val), "test": (o.n_train + o.n_val, None)}
         return pairs.select(slice(*bounds[part]))
 
-    train = property(lambda self: self._part(self.pairs, "train"))
-    val = property(lambda self: self._part(self.pairs, "val"))
-    test = property(lambda self: self._part(self.pairs, "test"))
-
-
-def resolve(program, variable, opts: dict) -> tuple[DASOptions, object, tuple[str, ...]]:
-    """(options, program, variable names) of an alignment request, checked."""
-    program = get_program(program)
-    o = DASOptions(program=program.name, variable=",".join(variable) if not isinstance(variable, str) else variable,
-                   **opts)
-    return o, program, parse_variables(program, o.variable)
+    train = property(lambda self: self.split(self.pairs, "train"))
+    val = property(lambda self: self.split(self.pairs, "val"))
+    test = property(lambda self: self.split(self.pairs, "test"))
 
 
 def pair_key(o: DASOptions) -> tuple:
@@ -239,13 +260,13 @@ def prepare(model: nn.Module, task: Task, program, variables, o: DASOptions, cou
     this model's states) and initialise the map. The model must be `frozen`."""
     at = get_site(model, o.site)
     d = at.size
-    k = d // 2 if o.k is None else o.k
+    k = subspace_size(o.k, d, len(variables))
     masks = block_masks(d, k, len(variables)).to(o.device)
     sampled = sample_pairs(task, program, variables, o, counts) if sampled is None else sampled
     cached = cache(at, sampled.to(o.device)) if cached is None else cached
     kind = o.control if o.control in ("random", "identity") else o.map
-    p = Prepared(o, program.name, variables, at, k, masks, sampled, cached, kind,
-                 make_map(kind, d, o.seed).to(o.device))
+    p = Prepared(o, program.name, variables, Intervention(at, make_map(kind, d, o.seed).to(o.device), masks),
+                 sampled, cached, kind)
     if o.init == "probe" and kind in ("orthogonal", "linear"):      # start where a probe reads the variable
         t = p.train
         set_matrix(p.align, probe_basis(t.states["base"].cpu(), t.base_value.cpu(), t.states["source"].cpu(),
@@ -254,13 +275,13 @@ def prepare(model: nn.Module, task: Task, program, variables, o: DASOptions, cou
 
 
 def validate(p: Prepared) -> float:
-    return float(score(p.site, p.align, p.masks, p.val, free=False).correct.float().mean())
+    return float(score(p.intervention, p.val, free=False).correct.float().mean())
 
 
 def result(p: Prepared, task: Task, history, epochs: int, steps: int, val_iia: float, started: float) -> DASResult:
     """Score the fitted map on the test pairs (the model still frozen) and collect everything."""
-    test = score(p.site, p.align, p.masks, p.test)
-    frame = pair_frame(p._part(p.sampled, "test"), test, task.resp_id, task.vocab["EOS"])
+    test = score(p.intervention, p.test)
+    frame = pair_frame(p.split(p.sampled, "test"), test, task.resp_id, task.vocab["EOS"])
     with torch.no_grad(), parametrize.cached():
         matrix = p.align.matrix.detach().cpu().clone()
     return DASResult(iia=float(test.correct.float().mean()), iia_free=float(test.correct_free.float().mean()),
@@ -270,20 +291,14 @@ def result(p: Prepared, task: Task, history, epochs: int, steps: int, val_iia: f
                      history=pd.DataFrame(history, columns=["epoch", "loss", "val_loss", "val_iia"]))
 
 
-def das_step(site, align, masks, batch: Pairs, opt: torch.optim.Optimizer, loss_on: str = "scored") -> torch.Tensor:
-    """One optimisation step on a batch of cached pairs: rotate, swap, rotate back, run the
-    continuation, cross-entropy on the scored tokens (or, loss_on="all", on every continuation
-    token, forced demo tokens and trigger included). Returns the (detached) loss."""
+def step_loss(intervention: Intervention, batch: Pairs, loss_on: str = "scored") -> torch.Tensor:
+    """A batch's DAS loss: rotate, swap, rotate back, run the continuation, cross-entropy on the scored
+    tokens (or, loss_on="all", on every continuation token, forced demo tokens and trigger included)."""
     on = batch.scored if loss_on == "scored" else batch.cont_roles != PAD
-    with parametrize.cached():          # the orthogonal matrix once per step, not once per use
-        value = loss(site.run(batch, intervene(align, masks, batch)), batch.cont, on)
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-    opt.step()
-    return value.detach()
+    return loss(intervention.logits(batch), batch.cont, on)
 
 
-class Best:
+class BestMap:
     """Keeps the map with the best validation IIA and says when to stop: at the target IIA, or on a
     plateau: `patience` epochs in which the validation loss fell by less than 1e-3 (IIA moves in steps
     of whole pairs and often stalls while the loss still falls, as in the paper's code)."""
@@ -322,27 +337,14 @@ def lr_factor(step: int, train: Pairs, o: DASOptions) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
 
-def lr_schedule(opt: torch.optim.Optimizer, train: Pairs, o: DASOptions) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, train, o))
-
-
-def _fit(site, align, masks, train: Pairs, val: Pairs, o: DASOptions, progress: bool):
-    """Adam on the alignment; keep the map with the best validation IIA, stop as `Best` says."""
-    opt = torch.optim.Adam(align.parameters(), lr=o.lr)
-    sched = lr_schedule(opt, train, o)
-    gen = torch.Generator().manual_seed(o.seed)
-    best, steps = Best(align, o), 0
-    bar = tqdm(range(1, epoch_budget(train, o) + 1), disable=not progress, desc="DAS", unit="ep", leave=False)
-    for epoch in bar:
-        losses = []
-        for idx in torch.randperm(len(train), generator=gen).split(o.batch_size):
-            if o.max_steps is not None and steps >= o.max_steps:
-                break
-            losses.append(das_step(site, align, masks, train.select(idx.to(train.t.device)), opt, o.loss_on))
-            sched.step()
-            steps += 1
-        stop = best.update(epoch, losses, score(site, align, masks, val, free=False), steps)
-        bar.set_postfix(loss=f"{best.history[-1][1]:.3f}", val_iia=f"{best.history[-1][3]:.3f}")
-        if stop:
-            break
-    return best.restore(), best.history, epoch, steps, best.iia
+def _fit(p: Prepared, progress: bool) -> tuple:
+    """Fit the alignment (`fit.optimise`); keep the map with the best validation IIA, stop as `BestMap` says.
+    Returns (map, history, epochs, steps, best validation IIA)."""
+    o, train = p.o, p.train
+    best = BestMap(p.align, o)
+    check = lambda epoch, losses, steps: best.update(epoch, losses, score(p.intervention, p.val, free=False),  # noqa
+                                                     steps)
+    epochs, steps = optimise(p.align.parameters(), len(train), o.batch_size, o.lr, o.seed, epoch_budget(train, o),
+                             lambda idx: step_loss(p.intervention, train.select(idx.to(train.t.device)), o.loss_on),
+                             check, lambda step: lr_factor(step, train, o), o.max_steps, progress)
+    return best.restore(), best.history, epochs, steps, best.iia

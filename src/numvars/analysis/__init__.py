@@ -16,11 +16,9 @@ import pandas as pd
 from .. import figures as F
 from .. import io
 from ..paths import inside
-from . import inspect
+from . import hidden
 from .stats import STATS, mean_ci, pearson, summarize
-from .tables import (OPTIONAL, RAW, TASKS, default_alignment, dropped_table, dynamics_tables, fullswap_table,
-                     gradience_tables, headline, iia_table, keep_trained, load_results, maps_of, oor_table,
-                     phase_pairs_table, signed_error_table, size_sweep, variants_table, where)
+from .tables import OPTIONAL, RAW, TASKS, default_alignment, dropped_table, dynamics_tables, fullswap_table, gradience_tables, headline, iia_table, keep_trained, load_results, maps_of, oor_table, phase_pairs_table, signed_error_table, size_sweep, variants_table, where
 
 __all__ = ["OUTPUTS", "RAW", "TASKS", "analyze", "load_results", "mean_ci", "pearson", "summarize", "where",
            "default_alignment"]
@@ -71,7 +69,7 @@ def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
     first = (maps_of(t["pairs"]) or ["orthogonal"])[0]
     out["oor"] = oor_table(t["oor"], d_model)
     out["explain"], out["cross"] = t["explain"], t["cross"]
-    pca = inspect.pca_inputs(root, t["runs"], d_model, train_max)
+    pca = hidden.pca_inputs(root, t["runs"], d_model, train_max)
     makers = {
         "iia": lambda: F.fig_iia(_main_alignments(out["iia_table"], d_model), d_model),
         "size_sweep": lambda: F.fig_size_sweep(out["size_sweep"], out["size_points"]),
@@ -80,14 +78,14 @@ def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
         "gradience_diff": lambda: F.fig_gradience_diff(out["gradience_diff"]),
         "oor": lambda: F.fig_oor(out["oor"], d_model, train_max),
         "pca": lambda: F.fig_pca(pca),
-        "attention": lambda: F.fig_attention(inspect.attention_inputs(root, t["runs"], d_model)),
+        "attention": lambda: F.fig_attention(hidden.attention_inputs(root, t["runs"], d_model)),
         "phase_pairs": lambda: F.fig_phase_pairs(out["phase_pairs"][out["phase_pairs"]["map"] == first]),
         "signed_error": lambda: F.fig_signed_error(out["signed_error"][out["signed_error"]["map"] == first]),
     }
     assert tuple(makers) == FIGURES
     figures, tables = inside(root, "figures"), inside(root, "analysis")
     out["figures"] = pd.DataFrame([draw(figures, name, make) for name, make in makers.items()])
-    out["pca"] = inspect.pca_table(pca)
+    out["pca"] = hidden.pca_table(pca)
     for name in OUTPUTS:
         io.write_table(tables / f"{name}.csv", out[name])
         io.write_table(tables / f"{name}.parquet", out[name])

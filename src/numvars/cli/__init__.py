@@ -42,17 +42,17 @@ def check_paths(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .. import stale
+    from .. import versions
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    stale.hold()
+    versions.hold()
     ok = False
     try:
         from ..config import MAX_THREADS
-        from ..engine import check_jobs
+        from ..jobs.engine import check_jobs
         from ..options import check_range
-        from ..runtime import setup_threads
+        from ..device import setup_threads
 
         if getattr(args, "threads", None) is not None:
             check_range("--threads", args.threads, 1, MAX_THREADS)
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     finally:
-        stale.release(ok)
+        versions.release(ok)
     return 0
 
 

@@ -10,11 +10,11 @@ from ..options import split_words
 
 def cmd_align(args) -> None:
     from ..align import DASOptions
-    from ..jobs import align_run
-    from ..options import parse, schema_of
+    from ..jobs.cache import align_run
+    from ..options import from_words
 
-    opts = parse(split_words(args.overrides), schema_of(DASOptions), "align")
-    result, path, skipped = align_run(args.run_dir, progress=not args.quiet, **opts)
+    result, path, skipped = align_run(args.run_dir, from_words(DASOptions, args.overrides, "align"),
+                                      progress=not args.quiet)
     s = result
     print(f"{'reused' if skipped else 'aligned'}: program={s['program']} variables={','.join(s['variables'])} "
           f"k={s['k']} map={s['map']} site={s['site']} control={s['control'] or 'none'}")
@@ -45,12 +45,11 @@ def print_phase_table(pairs_file: Path) -> None:
 
 def cmd_fullswap(args) -> None:
     from ..align import FullSwapOptions
-    from ..jobs import full_swap_run
-    from ..options import parse, schema_of
+    from ..jobs.cache import full_swap_run
+    from ..options import from_words
 
-    opts = parse(split_words(args.overrides), schema_of(FullSwapOptions), "fullswap")
-    summary, path, skipped = full_swap_run(args.run_dir, **opts)
-    o = FullSwapOptions(**opts)
+    o = from_words(FullSwapOptions, args.overrides, "fullswap")
+    summary, path, skipped = full_swap_run(args.run_dir, o)
     print(f"{'reused' if skipped else 'full swap'} at {summary['site']} ({summary['n']} pairs, source of the same "
           f"{o.match}, positions {o.positions}):")
     for program, value in summary["iia_by_program"].items():
@@ -66,20 +65,20 @@ def cmd_fullswap(args) -> None:
 
 
 def cmd_explain(args) -> None:
-    from ..engine import default_jobs
+    from ..jobs.engine import default_jobs
     from ..explain import ExplainOptions
     from ..explain.runs import explain_runs
     from ..explain.verdict import title
-    from ..options import parse, schema_of
+    from ..options import from_words
 
     words = [*args.run_dirs, *args.overrides]            # RUN_DIR... key=value...: tell them apart by the "="
     run_dirs = [w for w in words if "=" not in w]
-    opts = parse(split_words([w for w in words if "=" in w]), schema_of(ExplainOptions), "explain")
+    o = from_words(ExplainOptions, [w for w in words if "=" in w], "explain")
     jobs = args.jobs or default_jobs()
     if args.dry_run:
-        print(explain_dry_run(run_dirs, jobs, opts))
+        print(explain_dry_run(run_dirs, jobs, o))
         return
-    x, out = explain_runs(run_dirs, out=args.out, jobs=jobs, progress=not args.quiet, **opts)
+    x, out = explain_runs(run_dirs, out=args.out, jobs=jobs, progress=not args.quiet, options=o)
     named = x.named
     print(f"verdict: {named.headline if named else 'no program fits'}")
     for rank, v in enumerate(x.verdicts, 1):
@@ -87,26 +86,25 @@ def cmd_explain(args) -> None:
     print(f"explain.json and explain.html: {out}")
 
 
-def explain_dry_run(run_dirs: list[str], jobs: int, opts: dict) -> str:
-    from ..explain.options import ExplainOptions
+def explain_dry_run(run_dirs: list[str], jobs: int, o) -> str:
     from ..explain.plan import ExplainPlan, estimate
-    from ..jobs import load_run
+    from ..runs import load_run
 
     if not run_dirs:
         raise NumvarsError("give at least one run directory to explain")
     model, _, cfg, _ = load_run(run_dirs[0])
-    o = ExplainOptions(**opts)
     plan = ExplainPlan(o, o.programs(), model, run_dirs)
     return (f"plan of explain for {len(run_dirs)} run(s) ({cfg.model.arch}, d = {cfg.model.d_model}), {jobs} "
             f"worker(s); nothing runs:\n" + estimate(plan, cfg.model.arch, jobs))
 
 
 def cmd_align_models(args) -> None:
-    from ..jobs import CROSS_KEYS, cross_run
-    from ..options import parse
+    from ..align.protocol import CrossOptions
+    from ..jobs.cache import cross_run
+    from ..options import from_words
 
-    opts = parse(split_words(args.overrides), CROSS_KEYS, "align-models")
-    s, path, reused = cross_run(args.run_a, args.run_b, progress=not args.quiet, **opts)
+    s, path, reused = cross_run(args.run_a, args.run_b, from_words(CrossOptions, args.overrides, "align-models"),
+                                progress=not args.quiet)
     print(f"{'reused' if reused else 'aligned'}: {s['program']}.{s['variable']} between two models, k={s['k']} "
           f"map={s['map']}")
     for direction, value in s["iia"].items():
@@ -118,11 +116,10 @@ def cmd_align_models(args) -> None:
 
 def cmd_attention(args) -> None:
     from ..align.protocol import AttentionOptions
-    from ..jobs import attention_run
-    from ..options import parse, schema_of
+    from ..jobs.cache import attention_run
+    from ..options import from_words
 
-    opts = parse(split_words(args.overrides), schema_of(AttentionOptions), "attention")
-    s, path, reused = attention_run(args.run_dir, **opts)
+    s, path, reused = attention_run(args.run_dir, from_words(AttentionOptions, args.overrides, "attention"))
     print(f"{'reused' if reused else 'attention test'} (layers {s['layers']}; {s['n']} trials, "
           f"{s['base_accuracy']:.3f} right without the edit):")
     print(f"  one more demo token's key/value: the EOS moves one later in {s['accuracy']['add']:.3f} of trials")

@@ -58,7 +58,7 @@ def cmd_train(args) -> None:
 def cmd_eval(args) -> None:
     from .. import io
     from ..evaluate import check_count_table, count_table
-    from ..jobs import load_run
+    from ..runs import load_run
 
     run_dir = Path(args.run_dir)
     check_count_table(args.max_count, args.per_count)
@@ -71,11 +71,11 @@ def cmd_eval(args) -> None:
 
 
 def cmd_reproduce(args) -> None:
-    from ..reproduce import get_preset, reproduce
+    from ..reproduce.run import get_preset, reproduce
 
     if args.dry_run:
-        from ..engine import default_jobs
-        from ..plan import plan
+        from ..jobs.engine import default_jobs
+        from ..reproduce.plan import plan
         preset = get_preset(args.preset)
         out = Path(args.out or Path("results") / preset.name)
         jobs = args.jobs or default_jobs()

@@ -149,14 +149,14 @@ def _rows(program: str, variable: str, check: str, scores, seed: int = 0) -> pd.
 
 def _controls(model, task, o, programs, r: Record, handle: Intervention, pairs, records) -> list[pd.DataFrame]:
     """The learned alignment on the fresh pairs beside random subspaces; isolation; the untrained copy."""
-    out = [_rows(r.program, r.variable, "learned", handle.score(pairs))]
+    out = [_rows(r.program, r.variable, "learned", handle.evaluate(pairs))]
     for s in range(o.random_seeds):
         control = Intervention.random(model, r.site, r.k, o.seed + 101 + s, o.device)
-        out.append(_rows(r.program, r.variable, "random", control.score(pairs), seed=s))
+        out.append(_rows(r.program, r.variable, "random", control.evaluate(pairs), seed=s))
     alone = isolation_pairs(task, _spec(programs, r.program), r.variable, o.n_eval, o.seed + EVAL_SEED + 1,
                             positions=o.positions)
     if len(alone):
-        out.append(_rows(r.program, r.variable, "isolation", handle.score(alone)))
+        out.append(_rows(r.program, r.variable, "isolation", handle.evaluate(alone)))
     untrained = [u for u in records if (u.program, u.variable, u.site, u.map, u.control) ==
                  (r.program, r.variable, r.site, r.map, "untrained")]
     if untrained and len(untrained[0].frame) == len(r.frame):           # the same test pairs (same seed, sizes)
@@ -180,9 +180,9 @@ def _duel(task, programs, a: tuple, b: tuple, handles: dict, eval_pairs: dict):
     mine, theirs = mine.select(idx), theirs.select(idx)
     ha, hb = handles[a], handles[b]
     frame = pd.DataFrame({"program": a[0], "variable": a[1], "rival": b[0], "rival_variable": b[1], "source": "das",
-                          "pair": idx.numpy(), "a_ok": ha.score(mine).correct.numpy(),
-                          "b_ok": hb.score(theirs).correct.numpy(), "a_on_b": ha.score(theirs).correct.numpy(),
-                          "b_on_a": hb.score(mine).correct.numpy()})
+                          "pair": idx.numpy(), "a_ok": ha.evaluate(mine).correct.numpy(),
+                          "b_ok": hb.evaluate(theirs).correct.numpy(), "a_on_b": ha.evaluate(theirs).correct.numpy(),
+                          "b_on_a": hb.evaluate(mine).correct.numpy()})
     size = pd.DataFrame([{"program": a[0], "variable": a[1], "rival": b[0], "rival_variable": b[1], "source": "das",
                           "pairs": len(split)}])
     return frame, size

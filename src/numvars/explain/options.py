@@ -10,7 +10,7 @@ from ..models.config import MAX_D_MODEL
 from ..options import opt
 from ..programs import get_program
 from ..programs.sampling import POSITIONS
-from ..runtime import resolve_device
+from ..device import resolve_device
 
 BUILT_IN = "up_down,up_up,ctx_distributed"
 

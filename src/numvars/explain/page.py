@@ -6,11 +6,11 @@ from pathlib import Path
 import pandas as pd
 
 from .. import figures as F
-from .. import html as h
+from .. import pages as h
 from .. import io
 from ..analysis import draw
 from ..paths import inside
-from . import Explanation
+from .explanation import Explanation
 from .verdict import SWAP, p_text, title
 
 
@@ -38,7 +38,7 @@ def render(x: Explanation, out: Path, title_text: str, d_model: int | None = Non
         f"<section><h2>Controls</h2>{_controls(x)}</section>",
         f"<section><h2>Where the programs disagree</h2>{_comparisons(x)}</section>",
         _swap(x), "<section><h2>Figures</h2>",
-        "".join(f"<article><h3>{h.e(f['title'])}</h3>{h.img(out, f)}</article>" for f in figures),
+        "".join(f"<article><h3>{h.e(f['title'])}</h3>{h.img(out, f, F.TITLES)}</article>" for f in figures),
         f"</section><section><h2>Every alignment</h2>{_alignments(x.table)}</section>"])
     return io.write_text(inside(out) / "explain.html", h.page("numvars explain", body))
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine import Job, job
-from ..jobs import das_job, das_key, das_set_job, result_dir
+from ..align.protocol import DASOptions
+from ..jobs.engine import Job, job
+from ..jobs.cache import das_job, das_set_job, is_done, result_dir
+from ..jobs.costs import Costs, hms
 from ..models import TransformerLM, default_site
 from .options import ExplainOptions
 
@@ -49,11 +51,12 @@ def targets(o: ExplainOptions, programs: dict, model) -> list[Target]:
 
 
 def alignment(o: ExplainOptions, t: Target, map_: str, k: int | None = None, seed: int | None = None,
-              control: str | None = None) -> dict:
-    """The DAS options of one alignment of a target (defaults left out, so keys match other requests)."""
-    return {"program": t.program, "variable": t.variable, **o.das_options(o.seed if seed is None else seed),
-            **({} if t.default_site else {"site": t.site}), **({} if map_ == "orthogonal" else {"map": map_}),
-            **({} if k in (None, t.d // 2) else {"k": k}), **({"control": control} if control else {})}
+              control: str | None = None) -> DASOptions:
+    """The DAS options of one alignment of a target (the default site and k = d/2 left at their defaults, so
+    that these are the very alignments other commands ask for)."""
+    return DASOptions(program=t.program, variable=t.variable, **o.das_options(o.seed if seed is None else seed),
+                      site=None if t.default_site else t.site, map=map_, k=None if k in (None, t.d // 2) else k,
+                      control=control)
 
 
 def resettable(model) -> bool:
@@ -84,13 +87,13 @@ class ExplainPlan:
         for t in self.targets:
             for map_ in self.o.map_list:
                 for s in self.seeds:
-                    j = das_job(run, self.gpu, **alignment(self.o, t, map_, seed=s))
+                    j = das_job(run, alignment(self.o, t, map_, seed=s), self.gpu)
                     self._stage1[j] = (run, (t.program, t.variable), t, map_)
                     out.append(j)
         return out
 
     def control(self, run: str, t: Target, map_: str) -> Job:
-        return das_job(run, self.gpu, **alignment(self.o, t, map_, control="untrained"))
+        return das_job(run, alignment(self.o, t, map_, control="untrained"), self.gpu)
 
     def swaps(self, run: str) -> list[Job]:
         out = []
@@ -177,8 +180,18 @@ class ExplainPlan:
                 swaps.append((dict(j.get("options")).get("control") or "none", r["result_dir"]))
             elif j.kind == "attention":
                 attention = r["result_dir"]
-        return job("evidence", gpu=self.gpu, run_dir=run, options=tuple(sorted(self.o.key().items())),
-                   alignments=tuple(sorted(set(folders))), swaps=tuple(sorted(swaps)), attention=attention)
+        params = dict(run_dir=run, options=tuple(sorted(self.o.key().items())), alignments=tuple(sorted(set(folders))),
+                      swaps=tuple(sorted(swaps)), attention=attention)
+        return job("evidence", gpu=self.gpu, **params, folder=str(evidence_dir(job("evidence", **params))))
+
+    def conditional(self, arch: str, costs) -> list[tuple[str, str, float]]:
+        """(kind, when, seconds) of the jobs of one run that follow its first ones: an untrained control per
+        variable (only where the rule can use it) and the evidence job (scoring only)."""
+        o, n = self.o, len(self.variables())
+        fit = costs.das(arch, {**o.das_options(o.seed), "map": o.map_list[-1]})
+        scored = ((2 + o.random_seeds) * n + 4 * (n * (n - 1) // 2)) * o.n_eval
+        return [("das", "control: only above the margin", fit)] * (n if self.untrained else 0) + \
+            [("evidence", "always", costs.scoring(arch, scored))]
 
     def sweep_jobs(self, named: list[tuple[str, str, str, str]]) -> list[Job]:
         """The k sweep below d/2 of the named program's variables, (program, variable, site, map) each, per run."""
@@ -202,28 +215,17 @@ def evidence_dir(j: Job) -> Path:
     return result_dir(j.get("run_dir"), "evidence", key)
 
 
-def alignment_dir(run_dir, opts: dict) -> Path:
-    """Where one of a run's alignments lives."""
-    return result_dir(run_dir, "das", das_key(**opts))
-
-
 def estimate(plan: ExplainPlan, arch: str, workers: int, costs=None) -> str:
     """`explain --dry-run`: the jobs per kind (certain, and those that run only if the rule can use them), with
     CPU seconds from the measured job costs, and a wall-time range on `workers` workers."""
-    from ..plan import Costs, _hms, _is_done
-
     costs = costs or Costs.load()
     rows, o = [], plan.o
     for run in plan.runs:
         for j in plan.stage1(run) + plan.swaps(run):
-            done = _is_done(j) if Path(run).is_dir() else False
+            done = is_done(j) if Path(run).is_dir() else False
             rows.append((j.kind, "always", done, 0.0 if done else _cost(costs, arch, j)))
+        rows += [(kind, when, False, seconds) for kind, when, seconds in plan.conditional(arch, costs)]
         per_var = costs.das(arch, {**o.das_options(o.seed), "map": o.map_list[-1]})
-        rows += [("das", "control: only above the margin", False, per_var) for _ in plan.variables()
-                 if plan.untrained]
-        n_duels = len(plan.variables()) * max(len(plan.variables()) - 1, 0) // 2
-        scoring = ((2 + o.random_seeds) * len(plan.variables()) + 4 * n_duels) * o.n_eval
-        rows.append(("evidence", "always", False, scoring * costs.arch(arch)["das_step_s"] / 512))
         sweep = len(o.k_values(plan.targets[0].d)) - 1 if plan.targets else 0
         rows += [("das", "k sweep: the named program only", False, per_var) for _ in range(sweep * 2)]
     lines = [f"{'job':<10}{'when':<34}{'jobs':>6}{'done':>6}{'CPU time':>10}"]
@@ -232,10 +234,10 @@ def estimate(plan: ExplainPlan, arch: str, workers: int, costs=None) -> str:
         t = table.setdefault((kind, when), [0, 0, 0.0])
         t[0], t[1], t[2] = t[0] + 1, t[1] + done, t[2] + seconds
     for (kind, when), (n, done, seconds) in table.items():
-        lines.append(f"{kind:<10}{when:<34}{n:>6}{done:>6}{_hms(seconds):>10}")
+        lines.append(f"{kind:<10}{when:<34}{n:>6}{done:>6}{hms(seconds):>10}")
     certain = sum(s for _, when, _, s in rows if when == "always")
     most = sum(s for *_, s in rows)
-    lines.append(f"estimated wall time with {workers} worker(s): {_hms(certain / workers)} to {_hms(most / workers)} "
+    lines.append(f"estimated wall time with {workers} worker(s): {hms(certain / workers)} to {hms(most / workers)} "
                  f"(conditional jobs run only where the decision rule can use them; costs: {costs.source})")
     return "\n".join(lines)
 
@@ -243,7 +245,6 @@ def estimate(plan: ExplainPlan, arch: str, workers: int, costs=None) -> str:
 def _cost(costs, arch: str, j: Job) -> float:
     if j.kind == "das":
         return costs.das(arch, dict(j.get("options")))
-    a = costs.arch(arch)
     if j.kind == "fullswap":
-        return a["fullswap_pair_s"] * dict(j.get("options")).get("n", 1000) * 2
-    return a["trial_s"] * 3 * 300
+        return costs.fullswap(arch, dict(j.get("options")).get("n", 1000)) * 2     # every program's pairs
+    return costs.attention(arch, 300)

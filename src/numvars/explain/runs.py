@@ -12,25 +12,28 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
-from ..engine import Job, run_graph
+from ..jobs.engine import Job, run_graph
 from ..errors import NumvarsError
-from ..stale import note
-from ..jobs import load_run
-from ..jobs import work as job_work
+from ..versions import note
+from ..runs import load_run
+from ..jobs.cache import work as job_work
 from ..loaders import read_evidence, read_job_table, read_result
 from ..paths import check_length, inside
-from . import ExplainOptions, Explanation, named_variables, summarize, verdict
+from .explanation import Explanation, named_variables, summarize, verdict
+from .options import ExplainOptions
 from .evidence import Evidence, Record, collect
 from .plan import ExplainPlan, evidence_dir
 
 FRAMES = ("best", "checks", "duels", "sizes")
 
 
-def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True, **opts) -> tuple[Explanation, Path]:
-    """Explain one or several trained runs (of one condition); writes explain.json and explain.html."""
+def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True, options: ExplainOptions | None = None,
+                 **opts) -> tuple[Explanation, Path]:
+    """Explain one or several trained runs (of one condition); writes explain.json and explain.html.
+    `options`, or ExplainOptions fields as keywords."""
     from .page import render
 
-    o = ExplainOptions(**opts)
+    o = options or ExplainOptions(**opts)
     run_dirs = [Path(r) for r in run_dirs]
     if not run_dirs:
         raise NumvarsError("give at least one run directory to explain")
@@ -69,10 +72,10 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
     return explanation, out
 
 
-def explain_plan(run_dir, model, gpu: float = 0.0, **opts) -> ExplainPlan:
+def explain_plan(run_dir, model, gpu: float = 0.0, options: ExplainOptions | None = None, **opts) -> ExplainPlan:
     """The plan of `explain` for one run (for a caller that schedules its jobs with its own, as `reproduce`
     does); `model` only tells its sites (an untrained model of the run's config will do)."""
-    o = ExplainOptions(**opts)
+    o = options or ExplainOptions(**opts)
     return ExplainPlan(o, o.programs(), model, [str(run_dir)], gpu=gpu)
 
 
@@ -87,32 +90,29 @@ def work(j: Job) -> dict:
 
 def in_memory_work(model, task, j: Job) -> dict:
     """explain's jobs on a model in memory: nothing is written; results carry the fitted alignments."""
-    from ..align import das, full_swap
+    from ..align import DASOptions, FullSwapOptions, das, full_swap
     from ..align.attention import attention_test
+    from ..align.protocol import AttentionOptions
     from ..align.search import das_set
 
     p = dict(j.params)
     if j.kind == "das":
-        opts = dict(p["options"])
-        result = das(model, task, opts.pop("program", "up_down"), opts.pop("variable", "count"), **opts)
+        result = das(model, task, options=DASOptions(**dict(p["options"])))
         return {"summary": result.summary(), "result": result}
     if j.kind == "das_set":
-        sets = [dict(o) for o in p["options"]]
-        first = sets[0]
-        fitted = das_set(model, task, first.get("program", "up_down"), first.get("variable", "count"),
-                         [{k: v for k, v in s.items() if k not in ("program", "variable")} for s in sets])
+        fitted = das_set(model, task, [DASOptions(**dict(o)) for o in p["options"]])
         return {"alignments": [{"summary": r.summary(), "result": r} for r in fitted]}
     if j.kind == "fullswap":
-        result = full_swap(model, task, **dict(p["options"]))
+        result = full_swap(model, task, options=FullSwapOptions(**dict(p["options"])))
         return {"summary": result.summary(), "pairs": result.pairs}
     if j.kind == "attention":
-        return {"summary": attention_test(model, task, **dict(p["options"])).summary()}
+        return {"summary": attention_test(model, task, options=AttentionOptions(**dict(p["options"]))).summary()}
     raise NumvarsError(f"unknown job kind {j.kind!r}")
 
 
 def evidence_run(j: Job) -> dict:
     """A run's evidence (`evidence.collect`), computed once and kept under its align/ folder."""
-    folder = evidence_dir(j)
+    folder = Path(j.get("folder")) if j.get("folder") else evidence_dir(j)
     if (folder / "evidence.json").is_file():
         try:
             load_evidence(folder)

@@ -1,20 +1,22 @@
 """Models: GRU, LSTM and Transformer language models, and loading trained runs."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import NumvarsError
-from ..io import load_tensors
+from ..io import load_tensors, read_yaml
+from ..paths import inside, run_folder
 from .config import ARCHS, ModelConfig
 from .grouped import GroupedRNN
 from .rnn import GRULM, LSTMLM, RecurrentLM, step_states
 from .transformer import TransformerLM
 
 __all__ = ["ARCHS", "ModelConfig", "GRULM", "GroupedRNN", "LSTMLM", "RecurrentLM", "TransformerLM", "build", "load",
-           "load_weights", "is_recurrent", "default_site", "step_states"]
+           "load_weights", "is_recurrent", "default_site", "step_states", "read_weights", "model_config"]
 
 _CLASSES = {"gru": GRULM, "lstm": LSTMLM, "transformer": TransformerLM}
 
@@ -50,10 +52,38 @@ def load_weights(model: nn.Module, path, tensors: dict | None = None) -> nn.Modu
     return model
 
 
+def model_config(run_dir) -> ModelConfig:
+    """The model section of RUN/config.yaml, typed and checked (the rest of the config is training's)."""
+    run_dir = run_folder(run_dir)
+    section = read_yaml(inside(run_dir, "config.yaml")).get("model")
+    if not isinstance(section, dict):
+        raise NumvarsError(f"{run_dir}/config.yaml has no valid model section; the run cannot be used: train it again "
+                           f"with its keys (`numvars train key=value ...`)")
+    try:
+        return ModelConfig(**section)
+    except TypeError as e:
+        raise NumvarsError(f"{run_dir}/config.yaml has an invalid model section ({e}); train the run again") from None
+
+
+CHECKPOINT = re.compile(r"^epoch_\d{6,}\.safetensors$")
+
+
+def read_weights(run_dir, checkpoint: str | None = None) -> tuple[Path, dict]:
+    """(path, tensors) of RUN/model.safetensors or a checkpoint, every value finite."""
+    if checkpoint is not None and not CHECKPOINT.match(str(checkpoint)):
+        raise NumvarsError(f"checkpoint={checkpoint!r}: give a file name of the run's checkpoints/ folder, e.g. "
+                           "epoch_000008.safetensors")
+    path = inside(run_dir, "checkpoints", checkpoint) if checkpoint else inside(run_dir, "model.safetensors")
+    tensors = load_tensors(path)
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise NumvarsError(f"weights file {path} holds NaN or infinite values (in {bad[0]}); retrain it with `numvars train --from {run_dir}`")
+    return path, tensors
+
+
+
 def load(run_dir, checkpoint: str | None = None) -> nn.Module:
     """The trained model of a run directory (in eval mode), or one of its checkpoints by file name."""
-    from ..loaders import read_config, read_weights
-
-    cfg = read_config(run_dir)
+    cfg = model_config(run_dir)                   # first: a missing or wrong folder is named as such
     path, tensors = read_weights(run_dir, checkpoint)
-    return load_weights(build(cfg.model), path, tensors).eval()
+    return load_weights(build(cfg), path, tensors).eval()

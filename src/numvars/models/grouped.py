@@ -140,8 +140,8 @@ class GroupedRNN(nn.Module):
 
     def member(self, i: int) -> nn.Module:
         """Member i as a stand-alone GRULM/LSTMLM (a copy, on this group's device)."""
-        from . import build                                        # a fresh model leaves the global stream alone
-        model = build(self.cfg, seed=0).to(self.embed.weight.device)
+        with torch.random.fork_rng(devices=[]):        # a fresh model leaves the global stream alone
+            model = (GRULM if self.cfg.arch == "gru" else LSTMLM)(self.cfg).to(self.embed.weight.device)
         model.load_state_dict(self.member_state(i))
         return model
 

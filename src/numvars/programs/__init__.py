@@ -4,8 +4,9 @@
 `interpret` runs them over sequences; `counterfactual` swaps a variable and runs on, holding the
 result in `Pairs`; `sampling` draws pairs for alignment.
 """
-from .base import PROGRAMS, ContextDistributed, Program, State, UpDown, UpUp, get_program
+from .base import PROGRAMS, ContextDistributed, Program, State, UpDown, UpUp
 from .counterfactual import Pairs, check_variables, counterfactuals, rollout, swap
+from .lookup import get_program
 from .interpret import advance, at, predict_all, predictions, responding, same_phase_mask, trace
 from .sampling import make_pairs, sample_positions
 

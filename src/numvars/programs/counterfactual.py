@@ -16,7 +16,8 @@ import torch
 
 from ..errors import NumvarsError
 from ..tasks import DEMO, EOS, PAD, RESP, ROLE_NAMES, TRIGGER, VOID, Batch
-from .base import Program, State, get_program
+from .base import Program, State
+from .lookup import get_program
 from .interpret import advance, at, roles_of, trace
 
 PHASE_OF_ROLE = {DEMO: "demo", VOID: "demo", TRIGGER: "T", RESP: "response"}

@@ -10,7 +10,8 @@ import torch
 from ..errors import NumvarsError
 from ..options import check_choice
 from ..tasks import BOS, DEMO, EOS, PAD, RESP, TRIGGER, VOID, Batch, Task
-from .base import Program, get_program
+from .base import Program
+from .lookup import get_program
 from .counterfactual import Pairs, check_variables, from_traces, generator
 from .interpret import at, responding, roles_of, trace
 
@@ -28,7 +29,7 @@ def role_class(roles: torch.Tensor) -> torch.Tensor:
 
 
 def allowed_positions(roles: torch.Tensor, positions: str) -> torch.Tensor | None:
-    check_choice("positions", positions, POSITIONS)
+    """Where t (or u) may be drawn: None for every position, else the demo and response tokens."""
     return None if positions == "all" else (roles == DEMO) | (roles == RESP)
 
 
@@ -59,6 +60,7 @@ def make_pairs(task: Task, program: Program | str, variables: Sequence[str] | st
     demo_rule says how a base left in the demo phase continues (`counterfactual.extra_demos`)."""
     program = get_program(program)
     swapped = check_variables(program, variables)
+    check_choice("positions", positions, POSITIONS)
     if match is not None:
         check_choice("match", match, MATCHES)
     if counts is None:
@@ -99,6 +101,7 @@ def isolation_pairs(task: Task, program: Program | str, variable: str, n: int, s
     shorter than n, or empty)."""
     program = get_program(program)
     (name,) = check_variables(program, variable)
+    check_choice("positions", positions, POSITIONS)
     rng = np.random.default_rng(seed)
     counts = np.arange(task.spec.min_count, task.spec.max_count + 1)
     base = task.sample(n, seed=int(rng.integers(2**31)), counts=rng.choice(counts, n))

@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 
 from .errors import NumvarsError
-from .figures import TITLES
 from .paths import inside
 
 
@@ -85,12 +84,13 @@ MAX_FIGURE = 20_000_000        # bytes; numvars's figures are about 100 kB
 _PAGE = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+/-]*\.html$")
 
 
-def figure_png(root: Path, fig) -> bytes | str:
+def figure_png(root: Path, fig, names) -> bytes | str:
     """The PNG of a figure the analyses drew, or why it is not embedded. Only ROOT/figures/<name>.png of a
-    figure numvars draws is read (wherever the figures table points), without following a link out of
-    ROOT, and only if it is a PNG: a results folder from someone else cannot put another file in a page."""
+    figure numvars draws is read (wherever the figures table points; `names`: the figures numvars draws),
+    without following a link out of ROOT, and only if it is a PNG: a results folder from someone else cannot
+    put another file in a page."""
     name, file = str(fig.get("name", "")), str(fig.get("file", ""))
-    if name not in TITLES or file != f"figures/{name}.png":
+    if name not in names or file != f"figures/{name}.png":
         return f"{file} is not a figure numvars draws"
     try:
         path = inside(root, "figures", f"{name}.png")
@@ -104,8 +104,9 @@ def figure_png(root: Path, fig) -> bytes | str:
     return data if data.startswith(PNG) else f"{file} is not a PNG image"
 
 
-def img(root: Path, fig) -> str:
-    data = figure_png(root, fig) if fig["status"] == "ok" else fig["reason"] or "not drawn"
+def img(root: Path, fig, names) -> str:
+    """A figure embedded as a data URI (or the reason it is not); `names`: the figures numvars draws."""
+    data = figure_png(root, fig, names) if fig["status"] == "ok" else fig["reason"] or "not drawn"
     if isinstance(data, str):
         return f"<p class='skipped'>Figure skipped: {e(data)}.</p>"
     encoded = base64.b64encode(data).decode("ascii")

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import from_mapping
-from .engine import Job, job, run_graph
-from .explain.runs import work
-from .jobs import align_runs, das_output
+from ..align.protocol import DASOptions
+from ..config import from_mapping
+from ..explain.runs import work
+from ..jobs.cache import align_runs, das_output
+from ..jobs.engine import Job, job, run_graph
+from ..train_group import train_group
 from .presets import Preset, grid
-from .reproduce import Expander, assemble, train_job
-from .train_group import train_group
+from .grid import GridDependents, assemble, train_job
 
 RECURRENT = ("gru", "lstm")
 DAS_GROUP = 64                                     # alignments per das_group job
@@ -32,8 +33,8 @@ def run_grouped(preset: Preset, out: Path, device: str, threads: int = 1, progre
                 engine: str = "local", address: str | None = None) -> dict[str, pd.DataFrame]:
     """`reproduce.run_jobs` with grouped jobs: the same raw tables."""
     roots = [train_job(spec, preset, out / "runs", device, threads) for spec in grid(preset)]
-    expand = Expander(preset, device)
-    results, _ = run_graph(group_training(roots), work_grouped, GroupExpander(expand), jobs=jobs, engine=engine,
+    expand = GridDependents(preset, device)
+    results, _ = run_graph(group_training(roots), work_grouped, GroupGridDependents(expand), jobs=jobs, engine=engine,
                            address=address, threads=threads, progress=progress, desc=f"reproduce {preset.name}")
     return assemble(roots, ungroup(results), expand.grid)
 
@@ -65,10 +66,10 @@ def bundle_das(children: list[Job]) -> list[Job]:
     return rest
 
 
-class GroupExpander:
+class GroupedDependents:
     """The jobs that follow a finished one: a group's members each expand as their own job would."""
 
-    def __init__(self, expand: Expander):
+    def __init__(self, expand: GridDependents):
         self.expand = expand
 
     def __call__(self, done: Job, result: dict) -> list[Job]:
@@ -89,7 +90,8 @@ def work_grouped(j: Job) -> dict:
         results = train_group([from_mapping(dict(m.get("config"))) for m in members], progress=False)
         return {"members": [{"summary": r.summary, "run_dir": str(r.run_dir)} for r in results]}
     if j.kind == "das_group":
-        done = align_runs([(m.get("run_dir"), m.get("checkpoint"), dict(m.get("options"))) for m in members])
+        done = align_runs([(m.get("run_dir"), m.get("checkpoint"), DASOptions(**dict(m.get("options"))))
+                           for m in members])
         return {"members": [das_output(m, summary, rdir) for m, (summary, rdir, _) in zip(members, done)]}
     return work(j)
 

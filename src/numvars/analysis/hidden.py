@@ -14,7 +14,7 @@ import torch
 from ..errors import NumvarsError
 from ..figures import TRAIN_MAX_COUNT
 from ..paths import inside
-from ..jobs import load_run
+from ..runs import load_run
 from ..programs import get_program, trace
 from ..tasks import PAD
 from .tables import where

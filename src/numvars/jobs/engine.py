@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 from tqdm.auto import tqdm
 
-from .errors import NumvarsError
+from ..errors import NumvarsError
 
 ENGINES = ("local", "ray")
 MAX_JOBS = 1024
@@ -81,7 +81,7 @@ def run_graph(roots: Iterable[Job], work: Callable[[Job], Any], expand: Callable
     bar = tqdm(total=len(roots), desc=desc, unit="job", disable=not progress)
     try:
         if engine == "ray":
-            from .ray_engine import run_on_ray
+            from .ray import run_on_ray
             return run_on_ray(roots, work, expand, jobs, address, threads, bar)
         if jobs == 1:
             return _serial(roots, work, expand, bar)

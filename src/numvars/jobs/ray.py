@@ -6,7 +6,7 @@ that every node sees (jobs read and write their run directories there).
 """
 from __future__ import annotations
 
-from .errors import NumvarsError
+from ..errors import NumvarsError
 
 
 def _run(work, job, threads: int):
