@@ -101,13 +101,16 @@ def _same_job(old: dict, key: dict) -> bool:
 def align_run(run_dir, checkpoint: str | None = None, progress: bool = False, **opts) -> tuple[dict, Path, bool]:
     """DAS on a trained run (or one of its checkpoints); returns (summary, result dir, reused).
     `opts` are DASOptions fields (strings from the command line are parsed)."""
+    from .align.search import check
+
     o = DASOptions(**opts)
     model, task, _, _ = load_run(run_dir, require_trained=checkpoint is None, checkpoint=checkpoint)
+    fields = {k: v for k, v in vars(o).items() if k not in ("program", "variable")}
+    check(model, o.program, o.variable, fields)          # a request that cannot run makes no align/ folder
     key = das_key(checkpoint, **opts)
     out, done = _prepare(run_dir, "das", key)
     if done is not None:
         return done, out, True
-    fields = {k: v for k, v in vars(o).items() if k not in ("program", "variable")}
     result = das(model, task, o.program, o.variable, progress=progress, **fields)
     record = {"protocol": stale.current(), "options": key}
     result.save(out, record)

@@ -220,6 +220,14 @@ def resolve(program, variable, opts: dict) -> tuple[DASOptions, object, tuple[st
     return o, program, parse_variables(program, o.variable)
 
 
+def check(model: nn.Module, program, variable, opts: dict) -> None:
+    """Refuse an alignment that cannot run on `model` (program, variables, site, k) before anything is written
+    or drawn; the same errors `das` would raise."""
+    o, _, variables = resolve(program, variable, opts)
+    size = get_site(model, o.site).size
+    block_masks(size, size // 2 if o.k is None else o.k, len(variables))
+
+
 def pair_key(o: DASOptions) -> tuple:
     """The options that decide which pairs an alignment draws (alignments equal in these share them)."""
     return (o.n_train, o.n_val, o.n_test, o.seed, o.positions, o.pair_counts, o.demo_rule, o.max_extra_demo)
