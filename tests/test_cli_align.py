@@ -1,9 +1,12 @@
 """`numvars align` and `numvars fullswap`: results saved once, mistakes in one line."""
+import importlib
 import json
+import shutil
 
 import pytest
 
 from numvars.config import from_mapping
+from numvars.explain.verdict import title
 from numvars.train import train
 
 from test_cli import assert_one_line_error, run_cli, snapshot
@@ -58,10 +61,10 @@ def test_fullswap_scores_both_programs(trained, capsys):
     (["colour=red"], ["unknown align key"]),
     (["map=mlp"], ["unknown map"]),
     (["control=sometimes"], ["unknown control"]),
-    (["site=resid.1"], ["site"]),
+    (["site=resid.1"], ["unknown site 'resid.1'", "its site is 'state'"]),
 ])
-def test_bad_align_requests_are_one_line_errors_and_write_nothing(trained, capsys, args, words):
-    run = trained[0]
+def test_bad_align_requests_are_one_line_errors_and_write_nothing(trained, capsys, tmp_path, args, words):
+    run = shutil.copytree(trained[0], tmp_path / "run", ignore=shutil.ignore_patterns("align"))   # no align/ yet
     before = snapshot(run)
     code, _, err = run_cli(capsys, "align", run, *args, *SMALL, "--quiet")
     assert_one_line_error(code, err, *words)
@@ -105,27 +108,67 @@ def test_a_run_trained_by_an_older_protocol_is_retrained_and_said_so(tmp_path, c
     assert "ignoring 1 result(s) computed by an older numvars" in err
 
 
-def test_explain_prints_a_ranked_verdict_and_writes_its_page(trained, capsys, tmp_path):
+def named_by_the_rule(doc: dict) -> tuple[str, str]:
+    """(best, grade) as the decision rule explain.json states gives them from the evidence it records: a variable
+    is found when its alignment beats every control by the margin with p < alpha; a program stands when all its
+    core variables are found (Context-Distributed: when its full swap beats its control); the standing, unrefuted
+    program storing the most variables is named, strong when it stands alone and every core variable reaches
+    `strong` non-trivial IIA (Context-Distributed: its full swap does), partial otherwise."""
+    o = doc["options"]
+    beats = lambda c: c["learned"] - c["high"] >= o["margin"] and c["p"] < o["alpha"]     # noqa: E731
+    for v in doc["ranking"]:
+        for e in v["variables"]:
+            assert e["found"] == (bool(e["controls"]) and all(map(beats, e["controls"]))), (v["program"], e)
+        swap_found = all(map(beats, v["controls"])) if v["controls"] else v["score"] >= o["margin"]
+        assert v["standing"] == all([e["found"] for e in v["variables"]] or [swap_found]), v["program"]
+    candidates = sorted((v for v in doc["ranking"] if v["standing"] and not v["refuted_by"]),
+                        key=lambda v: (-v["stored_variables"], -v["score"]))
+    if not candidates:
+        return "none", "none"
+    named = candidates[0]
+    reached = [(e["iia"] if e["nontrivial"] is None else e["nontrivial"]) >= o["strong"] for e in named["variables"]] \
+        or [named["score"] >= o["strong"]]
+    return named["program"], "strong" if len(candidates) == 1 and all(reached) else "partial"
+
+
+def test_explain_prints_the_verdict_its_rule_gives_from_its_evidence_and_reuses_every_result(trained, capsys,
+                                                                                             tmp_path, monkeypatch):
     out = tmp_path / "explain"
-    code, text, err = run_cli(capsys, "explain", trained[0], "ks=d/2", "maps=orthogonal", "site=default",
-                              "n_train=300", "n_val=100", "n_test=100", "--out", out, "--quiet")
+    args = ["explain", trained[0], "ks=d/2", "maps=orthogonal", "site=default", "n_train=300", "n_val=100",
+            "n_test=100", "--out", out, "--quiet"]
+    code, text, err = run_cli(capsys, *args)
     assert code == 0, err
-    assert text.startswith("verdict: ") and "  1. " in text and "  3. " in text
     doc = json.loads((out / "explain.json").read_text())
-    assert doc["best"] in ("up_down", "up_up", "ctx_distributed", "none") and len(doc["ranking"]) == 3
-    assert doc["grade"] in ("strong", "partial", "none") and "McNemar" in doc["rule"]
+    assert sorted(v["program"] for v in doc["ranking"]) == ["ctx_distributed", "up_down", "up_up"]   # each once
+    best, grade = named_by_the_rule(doc)
+    assert (doc["best"], doc["grade"]) == (best, grade) and "McNemar" in doc["rule"]
+    if best == "none":
+        assert text.startswith("verdict: no program fits"), text
+    else:
+        assert doc["ranking"][0]["program"] == best and doc["ranking"][0]["grade"] == grade
+        assert text.startswith(f"verdict: {title(best)} ({grade}: "), text
+    assert "  1. " in text and "  3. " in text
     controls = {c["name"] for v in doc["ranking"] for e in v["variables"] for c in e["controls"]}
     assert "random subspace" in controls
     page = (out / "explain.html").read_text()
     assert "Decision rule" in page and "Where the programs disagree" in page and page.count("<img") >= 2
-    code, again, _ = run_cli(capsys, "explain", trained[0], "ks=d/2", "maps=orthogonal", "site=default",
-                             "n_train=300", "n_val=100", "n_test=100", "--out", out, "--quiet")
-    assert again == text                                  # every alignment reused from the cache, same verdict
+    for module, name in (("numvars.jobs", "das"), ("numvars.jobs", "full_swap"), ("numvars.align.search", "das_set"),
+                         ("numvars.explain.runs", "collect")):      # a second explain computes none of them again
+        monkeypatch.setattr(importlib.import_module(module), name,
+                            lambda *a, name=name, **k: pytest.fail(f"{name} ran again instead of being reused"))
+    code, again, err = run_cli(capsys, *args, "--jobs", "1")         # one worker: in this process, patched
+    assert code == 0, err
+    assert again == text
 
 
-def test_explain_of_runs_on_different_tasks_is_refused(trained, capsys, tmp_path):
-    code, _, err = run_cli(capsys, "explain", trained[0], trained[1], "--quiet")
-    assert code == 2 and ("another task" in err or "never reached" in err)
+def test_explain_of_a_run_of_another_task_is_refused_in_one_line_naming_it(trained, capsys, tmp_path):
+    other = train(from_mapping({"task": "same_object", "d_model": 8, "max_count": 3, "holdouts": "",
+                                "out": str(tmp_path / "runs")}), progress=False)
+    assert other.summary["reached_criterion"]                  # so the task is all that can be refused
+    before = snapshot(trained[0]), snapshot(other.run_dir)
+    code, _, err = run_cli(capsys, "explain", trained[0], other.run_dir, "--out", tmp_path / "explain", "--quiet")
+    assert_one_line_error(code, err, f"{other.run_dir} was trained on another task than {trained[0]}")
+    assert (snapshot(trained[0]), snapshot(other.run_dir)) == before and not (tmp_path / "explain").exists()
 
 
 def test_align_models_reports_every_direction(trained, capsys, tmp_path):

@@ -1,4 +1,5 @@
 """`numvars reproduce`: the grid, idempotent jobs, and a kill that costs nothing."""
+import json
 import os
 import signal
 import subprocess
@@ -64,7 +65,7 @@ def test_reproduce_writes_tables_figures_and_a_report(uninterrupted):
     runs = pd.read_csv(out / "tables" / "runs.csv")
     assert len(runs) == len(grid(TINY_PRESET))
     for row in runs.itertuples():
-        summary = __import__("json").loads((Path(row.run_dir) / "summary.json").read_text())
+        summary = json.loads((Path(row.run_dir) / "summary.json").read_text())
         assert summary["epochs"] == row.epochs and summary["reached_criterion"] == row.reached_criterion
     # the headline row for the GRU's Up-Down count is the mean of the per-seed IIAs in iia.csv
     ud = iia[(iia["arch"] == "gru") & (iia["task"] == "single_object") & (iia["variable"] == "count")
@@ -75,7 +76,7 @@ def test_reproduce_writes_tables_figures_and_a_report(uninterrupted):
     assert row["mean"] == pytest.approx(ud["iia"].mean()) and row["n"] == len(TINY_PRESET.seeds)
 
 
-def test_one_worker_and_two_give_the_same_tables(uninterrupted, tmp_path):
+def test_one_worker_and_two_give_the_same_tables_and_each_records_its_workers(uninterrupted, tmp_path):
     whole, _ = uninterrupted                                  # ran with one worker per core
     serial = tmp_path / "serial"
     reproduce(TINY_PRESET, out=serial, progress=False, jobs=1)
@@ -84,8 +85,10 @@ def test_one_worker_and_two_give_the_same_tables(uninterrupted, tmp_path):
     for name in reference:
         if name not in ("figures.csv", "runs.csv"):            # these hold paths of the results directory
             pd.testing.assert_frame_equal(mine[name], reference[name], obj=name)
-    meta = __import__("json").loads((whole / "meta.json").read_text())
-    assert meta["hardware"]["jobs"] == __import__("numvars.jobs", fromlist=["x"]).default_jobs()
+    workers = {asked: json.loads((out / "meta.json").read_text())["hardware"]["jobs"]
+               for asked, out in (("default", whole), ("jobs=1", serial))}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert workers == {"default": cores, "jobs=1": 1}                # as asked, and recorded in meta.json
 
 
 def _ray():
@@ -114,7 +117,7 @@ def test_the_ray_engine_gives_the_same_tables(uninterrupted, tmp_path, monkeypat
     for name in reference:
         if name not in ("figures.csv", "runs.csv"):
             pd.testing.assert_frame_equal(mine[name], reference[name], obj=name)
-    assert __import__("json").loads((out / "meta.json").read_text())["hardware"]["engine"] == "ray"
+    assert json.loads((out / "meta.json").read_text())["hardware"]["engine"] == "ray"
 
 
 def test_a_rerun_reuses_every_job(uninterrupted):

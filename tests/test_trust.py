@@ -1,4 +1,5 @@
 """Run folders from elsewhere run no code; mistakes and failures end in one line, with a way out."""
+import json
 import os
 import pickle
 import shutil
@@ -59,9 +60,11 @@ def test_resume_state_is_saved_without_pickle(tmp_path, monkeypatch):
     cfg = tiny_config(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, progress=False)
-    path = run_dir_for(cfg) / "resume.safetensors"
-    assert path.read_bytes()[8:9] == b"{"                         # a safetensors header, not a pickle
-    assert b"__reduce__" not in path.read_bytes() and b"\x80\x04" != path.read_bytes()[:2]
+    data = (run_dir_for(cfg) / "resume.safetensors").read_bytes()
+    assert data[:1] != b"\x80" and data[:2] != b"PK"      # not a pickle (PROTO opcode first), nor torch.save's zip
+    size = int.from_bytes(data[:8], "little")              # safetensors: the header's length, a JSON header, tensors
+    header = json.loads(data[8:8 + size])
+    assert "numvars_resume" in header["__metadata__"] and any(name.startswith("model/") for name in header)
 
 
 # --- non-finite numbers ---------------------------------------------------------------------------

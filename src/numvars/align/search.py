@@ -241,6 +241,13 @@ class Prepared:
     test = property(lambda self: self.split(self.pairs, "test"))
 
 
+def check(model: nn.Module, o: DASOptions) -> None:
+    """Refuse an alignment that cannot run on `model` (program, variables, site, k) before anything is written
+    or drawn; the same errors `das` would raise."""
+    variables = parse_variables(get_program(o.program), o.variable)
+    subspace_size(o.k, get_site(model, o.site).size, len(variables))
+
+
 def pair_key(o: DASOptions) -> tuple:
     """The options that decide which pairs an alignment draws (alignments equal in these share them)."""
     return (o.n_train, o.n_val, o.n_test, o.seed, o.positions, o.pair_counts, o.demo_rule, o.max_extra_demo)

@@ -96,7 +96,10 @@ def cached(run_dir, kind: str, key: dict, compute) -> tuple[dict, Path, bool]:
 def align_run(run_dir, o: DASOptions, checkpoint: str | None = None, progress: bool = False) \
         -> tuple[dict, Path, bool]:
     """DAS on a trained run (or one of its checkpoints); returns (summary, result dir, reused)."""
+    from ..align.search import check
+
     model, task, _, _ = load_run(run_dir, require_trained=checkpoint is None, checkpoint=checkpoint)
+    check(model, o)                                   # a request that cannot run makes no align/ folder
     return cached(run_dir, "das", das_key(o, checkpoint), lambda: das(model, task, options=o, progress=progress))
 
 
