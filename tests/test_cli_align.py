@@ -152,8 +152,8 @@ def test_explain_prints_the_verdict_its_rule_gives_from_its_evidence_and_reuses_
     assert "random subspace" in controls
     page = (out / "explain.html").read_text()
     assert "Decision rule" in page and "Where the programs disagree" in page and page.count("<img") >= 2
-    for module, name in (("numvars.jobs", "das"), ("numvars.jobs", "full_swap"), ("numvars.align.search", "das_set"),
-                         ("numvars.explain.runs", "collect")):      # a second explain computes none of them again
+    for module, name in (("numvars.jobs.cache", "das"), ("numvars.jobs.cache", "full_swap"),
+                         ("numvars.align.search", "das_set"), ("numvars.explain.runs", "collect")):      # a second explain computes none of them again
         monkeypatch.setattr(importlib.import_module(module), name,
                             lambda *a, name=name, **k: pytest.fail(f"{name} ran again instead of being reused"))
     code, again, err = run_cli(capsys, *args, "--jobs", "1")         # one worker: in this process, patched

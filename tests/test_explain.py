@@ -81,10 +81,12 @@ def test_the_decision_thresholds_are_options():
     partly = explain(SkewCounter(TASK), TASK, progress=False, **rotation_only)
     assert (partly.best, partly.grade) == ("up_down", "partial") and 0.3 < partly.named.evidence[0].iia < 0.8
     assert explain(SkewCounter(TASK), TASK, progress=False, strong=0.3, **rotation_only).grade == "strong"
-    with pytest.raises(NumvarsError, match="ks="):
-        ExplainOptions(ks="two").k_values(20)
-    with pytest.raises(NumvarsError, match="ks="):
-        ExplainOptions(ks="d/0").k_values(20)
+    with pytest.raises(NumvarsError, match="k='two': give an integer or d/N"):
+        ExplainOptions(ks="two")
+    with pytest.raises(NumvarsError, match="k='d/0'"):
+        ExplainOptions(ks="d/0")
+    with pytest.raises(NumvarsError, match="k=d/4 is 0 dims"):              # too small a state: said, not skipped
+        ExplainOptions(ks="1,d/4").k_values(2)
     assert ExplainOptions(ks="1,2,d/4,d/2").k_values(20) == [1, 2, 5, 10]
     assert ExplainOptions(ks="1").k_values(20) == [1, 10]               # d/2 is always fitted first
 

@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .models import ARCHS
+from .programs import PHASES
 from .stats import pearson
 from .tasks import VARIANTS
 
@@ -250,7 +251,6 @@ def fig_attention(maps: list):
                  "without positional encoding (npe).")
 
 
-PHASES = ("demo", "T", "response")
 
 
 def fig_phase_pairs(table: pd.DataFrame):

@@ -9,7 +9,9 @@ has loaded (N of the M images decoded), for headless-browser checks.
 from __future__ import annotations
 
 import math
+import json
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +22,7 @@ from . import pages as h
 from .analysis.stats import INTERVALS
 from .analysis import training_range
 from .paths import inside
+from .programs import PHASES
 
 # Read off the paper's Figure 2 (hidden size 20; approximate): (Up-Down count, Up-Up best count, full swap).
 PAPER_FIG2 = {
@@ -32,29 +35,14 @@ PAPER_FIG2 = {
 }
 MEASURES = {"up_down_count": "Up-Down (count)", "up_up_best_count": "Up-Up (best count)", "full_swap": "full swap"}
 MATCH_TOLERANCE = 0.15
-# What the ablation (docs/fidelity.md) measured as the cause where a cell misses the paper; shown beside it.
-# Keyed by (arch, task, measure, map), map "—" for the full swap.
-_PAST = "models trained only to the criterion align less (1000 epochs past it add ≈ 0.09 on average)"
-_CROSS_PHASE = (f"{_PAST}; and the rotation fails on pairs that cross the phase boundary (demo-phase base, "
-                "response-phase source ≈ 0.64 even after that training), which the linear map aligns (≈ 0.97) "
-                "— docs/fidelity.md")
-_LSTM = f"{_PAST}: with it the LSTM reaches 0.98 (Multi) and 0.92 (Single) — docs/fidelity.md"
-_SAME_LINEAR = ("a general linear map aligns Same-Object far better than the paper's figure shows; the rotation "
-                "matches it — docs/fidelity.md")
-_TF_SWAP = ("every failure is the EOS one step early or late: response-phase swaps from a source with more "
-            "responses to come, and (Multi-Object) demo tokens of another object type; the layer-1 stream is not "
-            "a pure function of its token — docs/fidelity.md")
-_UP_UP = ("30% of resp_count pairs are trivial (the program predicts no change); the non-trivial IIA below it "
-          "is the one near the paper's — docs/fidelity.md")
-FIDELITY_NOTES: dict[tuple[str, str, str, str], str] = {
-    **{("gru", t, "up_down_count", "orthogonal"): _CROSS_PHASE for t in ("multi_object", "single_object")},
-    **{("lstm", t, "up_down_count", m): _LSTM for t in ("multi_object", "single_object")
-       for m in ("orthogonal", "linear")},
-    **{(a, "same_object", "up_down_count", "linear"): _SAME_LINEAR for a in ("gru", "lstm")},
-    **{("transformer", t, "full_swap", "—"): _TF_SWAP for t in ("multi_object", "single_object", "same_object")},
-    **{("transformer", t, "up_up_best_count", m): _UP_UP for t in ("multi_object", "single_object", "same_object")
-       for m in ("orthogonal", "linear")},
-}
+def fidelity_notes() -> dict[tuple[str, str, str, str], str]:
+    """What the fidelity ablation (docs/fidelity.md) measured as the cause where a cell misses the paper, keyed
+    by (arch, task, measure, map), map "—" for the full swap: numvars/data/fidelity_notes.json."""
+    doc = json.loads(resources.files("numvars").joinpath("data/fidelity_notes.json").read_text())
+    return {tuple(cell): note["cause"] for note in doc["notes"] for cell in note["cells"]}
+
+
+FIDELITY_NOTES = fidelity_notes()
 VERDICTS = {"match": "✓ match", "mismatch": "✗ mismatch", "missing": "—"}
 
 
@@ -278,9 +266,8 @@ def _phase_rows(t) -> str:
     rows = []
     for (arch, task, map_), g in table.groupby(["arch", "task", "map"], sort=False):
         cell = {(r.phase_t, r.phase_u): f"{h.num(r.iia)} ({int(r.pairs)})" for r in g.itertuples()}
-        rows.append([arch, task, map_, *(cell.get((a, b), "—") for a in ("demo", "T", "response")
-                                         for b in ("demo", "T", "response"))])
-    head = [f"{a} ← {b}" for a in ("demo", "T", "response") for b in ("demo", "T", "response")]
+        rows.append([arch, task, map_, *(cell.get((a, b), "—") for a in PHASES for b in PHASES)])
+    head = [f"{a} ← {b}" for a in PHASES for b in PHASES]
     return ("<p>IIA (pairs) by the phase of t ← the phase of u, for every alignment map.</p>"
             + h.table(rows, ["arch", "task", "map", *head]))
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .. import io
 from ..errors import NumvarsError
 from ..paths import inside
-from ..programs import Pairs, Program, get_program, make_pairs
+from ..programs import PHASES, Pairs, Program, get_program, make_pairs
 from ..tasks import PAD, Task
 from .maps import block_masks, make_map, set_matrix, subspace_size
 from .probe import probe_basis
@@ -104,9 +104,6 @@ class DASResult:
                    matrix=io.load_tensors(inside(folder, "alignment.safetensors"))["matrix"],
                    pairs=loaders.read_job_table(folder, "das"),
                    history=io.read_table(history) if history.is_file() else pd.DataFrame())
-
-
-PHASES = ("demo", "T", "response")
 
 
 def phase_table(pairs: pd.DataFrame, correct: str = "correct") -> pd.DataFrame:

@@ -31,13 +31,14 @@ def cmd_align(args) -> None:
 def print_phase_table(pairs_file: Path) -> None:
     """IIA by the phase of the base position (rows) and of the source position (columns), with the pairs."""
     from ..align.search import phase_table
+    from ..programs import PHASES
     from ..loaders import read_job_table
 
     table = phase_table(read_job_table(pairs_file.parent, "das"))
     cell = lambda r: "—" if r.pairs == 0 else f"{r.iia:.2f} ({r.pairs})"  # noqa: E731
     grid = table.assign(cell=[cell(r) for r in table.itertuples()]).pivot(index="phase_t", columns="phase_u",
                                                                          values="cell")
-    grid = grid.loc[["demo", "T", "response"], ["demo", "T", "response"]]
+    grid = grid.loc[list(PHASES), list(PHASES)]
     print("  IIA by phase of t (rows) and u (columns), pairs in brackets:")
     for line in grid.rename_axis(index="t \\ u", columns=None).to_string().splitlines():
         print(f"    {line}")

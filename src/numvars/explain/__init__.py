@@ -17,11 +17,11 @@ from functools import partial
 
 from ..versions import note
 from .evidence import Evidence, collect
-from .explanation import Explanation, named_variables, summarize, verdict
+from .explanation import Explanation, pool_alignments, verdict
 from .options import BUILT_IN, ExplainOptions
 from .plan import ExplainPlan
 
-__all__ = ["BUILT_IN", "ExplainOptions", "Explanation", "explain", "summarize", "verdict"]
+__all__ = ["BUILT_IN", "ExplainOptions", "Explanation", "explain", "pool_alignments", "verdict"]
 
 
 def explain(model, task, progress: bool = True, jobs: int | None = None, options: ExplainOptions | None = None,
@@ -29,7 +29,7 @@ def explain(model, task, progress: bool = True, jobs: int | None = None, options
     """Explain a model in memory (nothing is cached): the same plan as `numvars explain`, its jobs on `jobs`
     worker processes (default: one per core; the model is sent to each), then the evidence and the verdict."""
     from ..jobs.engine import default_jobs, run_graph
-    from .runs import in_memory_work, records_of, swap_inputs
+    from .runs import conclude, in_memory_work, records_of, swap_inputs
 
     o = options or ExplainOptions(**opts)
     programs = o.programs()
@@ -43,13 +43,7 @@ def explain(model, task, progress: bool = True, jobs: int | None = None, options
     records = records_of(results)
     swap_frames, swap_summary, attention = swap_inputs(results)
     ev = Evidence.pool([collect(model, task, o, programs, records, swap_frames, swap_summary, attention)])
-    x = verdict(*summarize([records]), ev, programs, o)
-    sweep = plan.sweep_jobs(named_variables(x))
-    if sweep:
-        more, _ = run_graph(sweep, work, lambda j, r: [], jobs=min(workers, len(sweep)), progress=progress,
-                            desc="k sweep")
-        x = verdict(*summarize([records + records_of(more)]), ev, programs, o)
-    return x
+    return conclude(plan, [records], ev, work, workers, progress)
 
 
 def _sendable(work) -> bool:

@@ -1,5 +1,5 @@
 """An explanation: every program's graded verdict with its evidence, and the table of alignments behind it;
-`summarize` pools alignments over runs and DAS seeds, `verdict` judges them (`verdict.judge`)."""
+`pool_alignments` pools alignments over runs and DAS seeds, `verdict` judges them (`verdict.judge`)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -73,7 +73,7 @@ def _f(x):
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
 
 
-def summarize(records: list[list[Record]]) -> tuple[pd.DataFrame, dict]:
+def pool_alignments(records: list[list[Record]]) -> tuple[pd.DataFrame, dict]:
     """Per alignment over runs (the outer list) and DAS seeds: mean IIA and its interval (resampling runs ×
     seeds, then pairs), non-trivial IIA, validation IIA, log-probability; and each alignment's pooled test pairs.
     Controls are keyed like alignments (control = "none" for the learned ones)."""

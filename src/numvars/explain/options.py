@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from .. import options
+from ..align.maps import subspace_size
 from ..align.protocol import MAPS, MAX_PAIRS
 from ..errors import NumvarsError
 from ..models.config import MAX_D_MODEL
@@ -72,20 +73,10 @@ class ExplainOptions:
         return out
 
     def k_values(self, d: int) -> list[int]:
-        """The subspace sizes of the sweep for a state of size d, ascending (d/2 always among them)."""
-        ks = []
-        for word in self.ks.split(","):
-            word = word.strip()
-            try:
-                k = d // int(word[2:]) if word.startswith("d/") else int(word)
-            except (ValueError, ZeroDivisionError):
-                raise NumvarsError(f"ks={self.ks!r}: give integers >= 1 or d/N with N >= 1, e.g. ks=1,2,d/4,d/2") \
-                    from None
-            if 1 <= k <= d:
-                ks.append(k)
-        if not ks:
-            raise NumvarsError(f"ks={self.ks!r} leaves no k in 1..{d}")
-        return sorted(set(ks) | {d // 2})
+        """The subspace sizes of the sweep for a state of size d, ascending (d/2 always among them); each word
+        read as the `k` of an alignment is (`maps.subspace_size`)."""
+        return sorted({subspace_size(word, d) for word in self.ks.split(",") if word.strip()} |
+                      {subspace_size(None, d)})
 
     def sites(self, model) -> list[str]:
         from ..models import default_site

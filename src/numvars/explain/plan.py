@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..align.maps import subspace_size
 from ..align.protocol import DASOptions
 from ..jobs.engine import Job, job
 from ..jobs.cache import das_job, das_set_job, is_done, result_dir
@@ -35,6 +36,11 @@ class Target:
     site: str
     default_site: bool    # the model's default site: left out of the options, as everywhere else
     d: int                # the site's state size
+
+    @property
+    def half(self) -> int:
+        """k = d/2, the default (as `maps.subspace_size` reads it)."""
+        return subspace_size(None, self.d)
 
 
 def targets(o: ExplainOptions, programs: dict, model) -> list[Target]:
@@ -55,7 +61,7 @@ def alignment(o: ExplainOptions, t: Target, map_: str, k: int | None = None, see
     """The DAS options of one alignment of a target (the default site and k = d/2 left at their defaults, so
     that these are the very alignments other commands ask for)."""
     return DASOptions(program=t.program, variable=t.variable, **o.das_options(o.seed if seed is None else seed),
-                      site=None if t.default_site else t.site, map=map_, k=None if k in (None, t.d // 2) else k,
+                      site=None if t.default_site else t.site, map=map_, k=None if k in (None, t.half) else k,
                       control=control)
 
 
@@ -201,7 +207,7 @@ class ExplainPlan:
             for program, variable, site, map_ in named:
                 t = next((x for (p, v, s), x in by_name.items() if v == variable and s == site and
                           p in (program, getattr(self.programs.get(program), "_spec", program))), None)
-                ks = [k for k in self.o.k_values(t.d) if k != t.d // 2] if t else []
+                ks = [k for k in self.o.k_values(t.d) if k != t.half] if t else []
                 if ks:
                     out.append(das_set_job(run, [alignment(self.o, t, map_, k, s) for k in ks for s in self.seeds],
                                            self.gpu))

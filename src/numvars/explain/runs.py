@@ -19,7 +19,7 @@ from ..runs import load_run
 from ..jobs.cache import work as job_work
 from ..loaders import read_evidence, read_job_table, read_result
 from ..paths import check_length, inside
-from .explanation import Explanation, named_variables, summarize, verdict
+from .explanation import Explanation, named_variables, pool_alignments, verdict
 from .options import ExplainOptions
 from .evidence import Evidence, Record, collect
 from .plan import ExplainPlan, evidence_dir
@@ -55,21 +55,27 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
         records.append(records_of(mine))
         folder = next(Path(r["result_dir"]) for j, r in mine.items() if j.kind == "evidence")
         parts.append(load_evidence(folder))
-    ev = Evidence.pool(parts)
-    explanation = verdict(*summarize(records), ev, programs, o)
-    sweep = plan.sweep_jobs(named_variables(explanation))
-    if sweep:
-        more, _ = run_graph(sweep, work, lambda j, r: [], jobs=min(jobs, len(sweep)), progress=progress,
-                            desc="k sweep")
-        for i, run in enumerate(plan.runs):
-            records[i] += records_of({j: r for j, r in more.items() if j.get("run_dir") == run})
-        explanation = verdict(*summarize(records), ev, programs, o)
+    explanation = conclude(plan, records, Evidence.pool(parts), work, jobs, progress)
     doc = {**explanation.to_json(), "runs": [str(r) for r in run_dirs], "arch": cfg.model.arch,
            "task": cfg.task.name, "d_model": cfg.model.d_model}
     io.write_json(inside(out) / "explain.json", json.loads(json.dumps(doc, default=str)))
     render(explanation, out, f"{cfg.model.arch} on {cfg.task.name}, d = {cfg.model.d_model}, "
                                    f"{len(run_dirs)} run(s)", d_model=cfg.model.d_model)
     return explanation, out
+
+
+def conclude(plan: ExplainPlan, records: list[list[Record]], ev: Evidence, work, jobs: int,
+             progress: bool) -> Explanation:
+    """The verdict from every run's alignments and evidence, then the k sweep of the named program's variables
+    (it sizes what was found; it does not change the verdict) and the verdict again, with the sweep's rows."""
+    explanation = verdict(*pool_alignments(records), ev, plan.programs, plan.o)
+    sweep = plan.sweep_jobs(named_variables(explanation))
+    if not sweep:
+        return explanation
+    more, _ = run_graph(sweep, work, lambda j, r: [], jobs=min(jobs, len(sweep)), progress=progress, desc="k sweep")
+    for i, run in enumerate(plan.runs):
+        records[i] = records[i] + records_of({j: r for j, r in more.items() if j.get("run_dir") == run})
+    return verdict(*pool_alignments(records), ev, plan.programs, plan.o)
 
 
 def explain_plan(run_dir, model, gpu: float = 0.0, options: ExplainOptions | None = None, **opts) -> ExplainPlan:

@@ -145,8 +145,8 @@ def work(j: Job) -> dict:
         from ..train import train
         result = train(from_mapping(dict(p["config"])), progress=False)
         return {"summary": result.summary, "run_dir": str(result.run_dir)}
-    if j.kind == "oor":
-        return {"rows": _oor(Path(p["run_dir"]), p["max_count"], p["per_count"])}
+    if j.kind == "eval":
+        return {"rows": accuracy_per_count(Path(p["run_dir"]), p["max_count"], p["per_count"])}
     if j.kind == "das":
         summary, rdir, _ = align_run(p["run_dir"], DASOptions(**dict(p["options"])), p.get("checkpoint"))
         return das_output(j, summary, rdir)
@@ -176,7 +176,9 @@ def pair_rows(result_dir, map_: str) -> list[dict]:
     return pairs[[c for c in PAIR_COLUMNS if c in pairs]].assign(map=map_).to_dict("records")
 
 
-def _oor(run_dir: Path, max_count: int, per_count: int) -> list[dict]:
+def accuracy_per_count(run_dir: Path, max_count: int, per_count: int) -> list[dict]:
+    """Free-running trial accuracy for counts 1..max_count, inside and beyond the training range (the
+    out-of-range analysis), cached as RUN/eval_max<M>_per<N>.csv as `numvars eval` caches it."""
     from ..evaluate import count_table
 
     name = f"eval_max{max_count}_per{per_count}.csv"
@@ -245,7 +247,7 @@ def job_dir(j: Job) -> Path:
 
 def is_done(j: Job) -> bool:
     p = dict(j.params)
-    if j.kind == "oor":
+    if j.kind == "eval":
         return (Path(p["run_dir"]) / f"eval_max{p['max_count']}_per{p['per_count']}.csv").is_file()
     return (job_dir(j) / "result.json").is_file()
 

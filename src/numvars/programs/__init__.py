@@ -5,11 +5,11 @@
 result in `Pairs`; `sampling` draws pairs for alignment.
 """
 from .base import PROGRAMS, ContextDistributed, Program, State, UpDown, UpUp
-from .counterfactual import Pairs, check_variables, counterfactuals, rollout, swap
+from .counterfactual import PHASES, Pairs, check_variables, counterfactuals, rollout, swap
 from .lookup import get_program
 from .interpret import advance, at, predict_all, predictions, responding, same_phase_mask, trace
 from .sampling import make_pairs, sample_positions
 
-__all__ = ["PROGRAMS", "ContextDistributed", "Program", "State", "UpDown", "UpUp", "get_program", "Pairs",
+__all__ = ["PHASES", "PROGRAMS", "ContextDistributed", "Program", "State", "UpDown", "UpUp", "get_program", "Pairs",
            "check_variables", "counterfactuals", "rollout", "swap", "advance", "at", "predict_all", "predictions",
            "responding", "same_phase_mask", "trace", "make_pairs", "sample_positions"]

@@ -21,6 +21,7 @@ from .lookup import get_program
 from .interpret import advance, at, roles_of, trace
 
 PHASE_OF_ROLE = {DEMO: "demo", VOID: "demo", TRIGGER: "T", RESP: "response"}
+PHASES = ("demo", "T", "response")      # the phase of a position, in order: what pair tables and figures show
 DEMO_RULES = ("extra", "target", "random")
 
 

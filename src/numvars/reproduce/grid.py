@@ -48,7 +48,8 @@ class GridDependents:
         if not result["summary"]["reached_criterion"]:
             return []
         p, spec, run_dir = self.preset, done.get("spec"), result["run_dir"]
-        gpu, out = _gpu(self.device), [job("oor", run_dir=run_dir, max_count=p.oor_max, per_count=p.oor_per_count)]
+        gpu, out = _gpu(self.device), [job("eval", run_dir=run_dir, max_count=p.oor_max,
+                                                      per_count=p.oor_per_count)]
         is_main = spec.d_model == p.d_model or spec.variant != "default"
         for map_ in p.maps if is_main else p.maps[:1]:
             for program, variable in ALIGNMENTS if is_main else ALIGNMENTS[:1]:
@@ -121,7 +122,7 @@ def assemble(roots: list[Job], results: dict, grid_jobs: dict) -> dict[str, pd.D
 
 
 def _collect(child: Job, r: dict, labels: dict, tables: dict) -> None:
-    if child.kind == "oor":
+    if child.kind == "eval":                      # the out-of-range ("oor") table
         tables["oor"] += [{**labels, "count": int(row["count"]), "accuracy": row["accuracy"]} for row in r["rows"]]
     elif child.kind == "fullswap":
         s = r["summary"]

@@ -34,7 +34,7 @@ def run_grouped(preset: Preset, out: Path, device: str, threads: int = 1, progre
     """`reproduce.run_jobs` with grouped jobs: the same raw tables."""
     roots = [train_job(spec, preset, out / "runs", device, threads) for spec in grid(preset)]
     expand = GridDependents(preset, device)
-    results, _ = run_graph(group_training(roots), work_grouped, GroupGridDependents(expand), jobs=jobs, engine=engine,
+    results, _ = run_graph(group_training(roots), work_grouped, GroupedDependents(expand), jobs=jobs, engine=engine,
                            address=address, threads=threads, progress=progress, desc=f"reproduce {preset.name}")
     return assemble(roots, ungroup(results), expand.grid)
 
