@@ -28,7 +28,7 @@ from docblock import replace_block
 
 def figure2_preset():
     return replace(PRESETS["paper"], name="paper-fig2", sizes=(), size_seeds=(), variants=(), dynamics=(),
-                   explain=None, cross=(), control_seeds=(0,))
+                   explain=None, align_models=(), control_seeds=(0,))
 
 
 def main(argv=None):

@@ -141,12 +141,8 @@ def _targets(rows: list[dict], others: list[str]) -> list[str]:
     lines = ["", "## Targets: GRUs and LSTMs of Multi- and Single-Object", "",
              "| fit | models | mean IIA slow | mean IIA fit | IIA fit − slow (paired) | seconds slow | seconds fit | "
              "ratio | CPU-time ratio |", "|---|---|---|---|---|---|---|---|---|"]
-    for f in others:
-        c = compare(target, f)
-        if c["models"]:
-            lines.append(f"| {f} | {c['models']} | {c['iia_slow']:.4f} | {c['iia_' + f]:.4f} | "
-                         f"{_fmt_diff(c['diff'])} | {c['seconds_slow']:.1f} | {c['seconds_' + f]:.1f} | "
-                         f"{c['ratio']:.3f} | {c['cpu_ratio']:.3f} |")
+    lines += [_row([f], compare(target, f), f, 4, _fmt_diff, [f"{compare(target, f).get('cpu_ratio', 0):.3f}"])
+              for f in others if compare(target, f)["models"]]
     c = compare(target, "new")
     if c["models"]:
         time_ok, iia_ok = c["ratio"] <= 0.25, abs(c["diff"]["mean"]) <= 0.01
@@ -163,13 +159,16 @@ def _groups(rows: list[dict], others: list[str]) -> list[str]:
              "ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
     for task, arch in dict.fromkeys((r["task"], r["arch"]) for r in sorted(rows, key=_order)):
         group = [r for r in rows if (r["task"], r["arch"]) == (task, arch)]
-        for f in others:
-            c = compare(group, f)
-            if c["models"]:
-                lines.append(f"| {task} | {arch} | {f} | {c['models']} | {c['iia_slow']:.3f} | {c['iia_' + f]:.3f} | "
-                             f"{c['diff']['mean']:+.3f} | {c['seconds_slow']:.1f} | {c['seconds_' + f]:.1f} | "
-                             f"{c['ratio']:.3f} |")
+        lines += [_row([task, arch, f], compare(group, f), f, 3, lambda d: f"{d['mean']:+.3f}")
+                  for f in others if compare(group, f)["models"]]
     return lines
+
+
+def _row(first: list[str], c: dict, f: str, digits: int, diff, last: list[str] = ()) -> str:
+    """One markdown row: the leading cells, models, mean IIAs, their difference, seconds, ratio."""
+    cells = [*first, c["models"], f"{c['iia_slow']:.{digits}f}", f"{c['iia_' + f]:.{digits}f}", diff(c["diff"]),
+             f"{c['seconds_slow']:.1f}", f"{c['seconds_' + f]:.1f}", f"{c['ratio']:.3f}", *last]
+    return "| " + " | ".join(str(x) for x in cells) + " |"
 
 
 def _models(rows: list[dict]) -> list[str]:

@@ -27,7 +27,7 @@ REPORTS = Path(__file__).parent / "reports"
 def slice_of_paper():
     return replace(PRESETS["paper"], name="paper-slice", archs=("gru", "lstm"), tasks=("multi_object",),
                    seeds=(0, 1, 2, 3), sizes=(), size_seeds=(), variants=(), dynamics=(), control_seeds=(0,),
-                   explain=None, cross=(), train={**PRESETS["paper"].train, "max_epochs": 600, "extra_epochs": 0})
+                   explain=None, align_models=(), train={**PRESETS["paper"].train, "max_epochs": 600, "extra_epochs": 0})
 
 
 def main(argv=None):

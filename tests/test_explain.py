@@ -7,7 +7,7 @@ import torch
 from handbuilt import LineCounter, SkewCounter, UpUpCounter, summing_transformer
 from numvars import models
 from numvars.align.attention import attention_test
-from numvars.align.cross import align_models
+from numvars.align.align_models import align_models
 from numvars.errors import NumvarsError
 from numvars.explain import ExplainOptions, explain
 from numvars.models import ModelConfig

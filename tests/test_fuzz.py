@@ -135,7 +135,7 @@ def words(schema: dict, base: dict, n: int = 3) -> st.SearchStrategy:
 CONFIG_SCHEMA = {k: options.schema_of(config.SECTIONS[s])[f] for k, (s, f) in config.KEYS.items()}
 OPTION_CLASSES = [TaskSpec, ModelConfig, config.TrainConfig, config.Placement, protocol.DASOptions,
                   protocol.FullSwapOptions, ExplainOptions,
-                  *[c for c in (getattr(protocol, "CrossOptions", None), getattr(protocol, "AttentionOptions", None))
+                  *[c for c in (getattr(protocol, "AlignModelsOptions", None), getattr(protocol, "AttentionOptions", None))
                     if c is not None]]
 
 
@@ -195,7 +195,7 @@ def _commands(names: dict) -> dict:
     """command -> (argv before the words, schema of its key=value words, base words)."""
     small = {"n_train": "20", "n_val": "10", "n_test": "10", "max_epochs": "1"}
     gru, other, tf = (Path("../..") / names[k] for k in ("gru", "other", "tf"))
-    cross = options.schema_of(protocol.CrossOptions) if hasattr(protocol, "CrossOptions") else \
+    cross = options.schema_of(protocol.AlignModelsOptions) if hasattr(protocol, "AlignModelsOptions") else \
         __import__("numvars.jobs.cache", fromlist=["x"]).CROSS_KEYS
     schema = CONFIG_SCHEMA
     explain = {"program": "up_down", "variables": "core", "ks": "1", "maps": "orthogonal", "site": "default",

@@ -186,12 +186,12 @@ def test_the_plan_counts_every_job_and_what_is_already_done(uninterrupted, tmp_p
     fresh = plan(TINY_PRESET, tmp_path / "fresh", workers=2).counts.set_index("kind")
     assert fresh.loc["train", "jobs"] == fresh.loc["train", "to_run"] == len(grid(TINY_PRESET))
     assert (fresh["done"] == 0).all() and (fresh["seconds"] > 0).all()
-    assert {"das", "fullswap", "eval", "attention", "cross"} <= set(fresh.index)   # explain's jobs are in the grid
+    assert {"das", "fullswap", "eval", "attention", "align_models"} <= set(fresh.index)   # explain's jobs are in the grid
     one, two = (plan(TINY_PRESET, tmp_path / "fresh", workers=w).wall_seconds for w in (1, 2))
     assert two < one
     whole, _ = uninterrupted
     done = plan(TINY_PRESET, whole, workers=2).counts.set_index("kind")
-    grid_kinds = done.drop(index="cross")                     # cross-model maps are costed, not looked up
+    grid_kinds = done.drop(index="align_models")                     # cross-model maps are costed, not looked up
     assert (grid_kinds["done"] == grid_kinds["jobs"]).all() and grid_kinds["seconds"].sum() == 0
 
 

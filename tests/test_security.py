@@ -137,7 +137,7 @@ def test_an_align_folder_that_links_elsewhere_is_refused_and_nothing_is_written_
 
 def test_a_user_program_given_by_a_relative_path_names_one_folder_inside_align(run):
     for spec in ("../../x/mine.py:Cls", "mine.py:Cls", "/abs/path/mine.py:Cls"):
-        for kind in ("das", "cross"):
+        for kind in ("das", "align_models"):
             folder = jobs.result_dir(run, kind, {"program": spec, "variable": "count"})
             assert folder.parent == run / "align" and folder.resolve().parent == (run / "align").resolve()
             assert "/" not in folder.name and ":" not in folder.name and "mine" in folder.name

@@ -11,6 +11,6 @@ TINY_PRESET = Preset(
     fullswap_n=100, oor_max=8, oor_per_count=3,
     explain={"ks": "d/2", "maps": "orthogonal", "site": "default", "variables": "core", "n_train": 300, "n_val": 100,
              "n_test": 100},
-    cross=((("gru", "single_object", 0), ("gru", "single_object", 1)),
+    align_models=((("gru", "single_object", 0), ("gru", "single_object", 1)),
            (("gru", "single_object", 0), ("transformer", "single_object", 0))),
-    cross_options={"n_train": 300, "n_val": 100, "n_test": 100, "max_epochs": 3})
+    align_models_options={"n_train": 300, "n_val": 100, "n_test": 100, "max_epochs": 3})

@@ -199,7 +199,7 @@ RESULTS = {
                  "pairs.parquet", ("correct",)),
     "attention": ({"accuracy": dict, "layers": list, "n": int, "base_accuracy": _FRACTION},
                   "trials.parquet", ("edit", "count", "shift")),
-    "cross": ({"iia": dict, "iia_nontrivial": dict, "k": int, "map": str, "program": str, "variable": str,
+    "align_models": ({"iia": dict, "iia_nontrivial": dict, "k": int, "map": str, "program": str, "variable": str,
                "epochs": int, "seconds": dict(low=0)}, "pairs.parquet", ("direction", "correct", "trivial")),
 }
 
@@ -288,7 +288,7 @@ def read_raw_tables(root: Path, raw: dict, optional: dict) -> dict[str, pd.DataF
     return tables
 
 
-_META_MAPPINGS = ("train", "arch_train", "das", "fullswap", "explain", "cross_options", "dynamics_das")
+_META_MAPPINGS = ("train", "arch_train", "das", "fullswap", "explain", "align_models_options", "dynamics_das")
 
 
 def read_meta(root: Path) -> dict:

@@ -74,7 +74,7 @@ def render(results_dir) -> Path:
     tables = {**_analysis(root), "train_max": training_range(meta)}
     d_model = int(meta.get("config", {}).get("d_model", 20))
     body = "\n".join([_header(root, meta), _what_ran(meta, tables), _protocol(meta), _headline(tables["headline"], d_model),
-                      _variants(tables["variants"]), _explained(root, tables["explain"], tables["cross"]),
+                      _variants(tables["variants"]), _explained(root, tables["explain"], tables["align_models"]),
                       _analyses(root, tables)])
     return io.write_text(inside(root) / "report.html", h.page("numvars reproduction report", body))
 
@@ -188,8 +188,8 @@ def _verdict_name(r) -> str:
     return f"{title(r.best)} ({grade})" if isinstance(grade, str) else title(r.best)
 
 
-def _explained(root: Path, explain: pd.DataFrame, cross: pd.DataFrame) -> str:
-    if explain.empty and cross.empty:
+def _explained(root: Path, explain: pd.DataFrame, aligned: pd.DataFrame) -> str:
+    if explain.empty and aligned.empty:
         return ""
     rows = [[h.e(r.arch), h.e(r.task), int(r.seed), f"<b>{h.e(_verdict_name(r))}</b>", h.e(r.verdict),
              h.link(root, r.page, "explain page")] for r in explain.itertuples()]
@@ -200,12 +200,12 @@ def _explained(root: Path, explain: pd.DataFrame, cross: pd.DataFrame) -> str:
             + h.table(rows, ["arch", "task", "seed", "verdict", "evidence", "details"], raw=True)) \
         if len(explain) else ""
     crows = [[h.e(r.model_a), h.e(r.model_b), h.e(r.direction.replace("<-", " ← ")), h.num(r.iia),
-              h.num(r.iia_nontrivial), int(r.k)] for r in cross.itertuples()]
+              h.num(r.iia_nontrivial), int(r.k)] for r in aligned.itertuples()]
     cpart = ("<h3>Cross-model alignment</h3><p>One map per model, learned so that B's aligned count can stand in "
              "for A's (a ← b: B's count put into A). Models that hold the count the same way align well; a model "
              "that keeps no cumulative count (a Transformer re-reading its context) does not.</p>"
              + h.table(crows, ["model A", "model B", "direction", "IIA", "non-trivial", "k"], raw=True)) \
-        if len(cross) else ""
+        if len(aligned) else ""
     return f"<section id='beyond'><h2>Beyond the paper</h2>{part}{cpart}</section>"
 
 

@@ -1,7 +1,7 @@
 """The one optimisation loop every alignment is fitted with (DAS, its batched form aside, and cross-model
 alignment): Adam over the map's parameters, each epoch a fresh permutation of the training items in
 batches, an optional learning-rate schedule, then a check after each epoch that keeps the best map so far
-and says when to stop (each caller brings its own: `search.BestMap`, `cross.IIAPlateau`)."""
+and says when to stop (each caller brings its own: `search.BestMap`, `align_models.IIAPlateau`)."""
 from __future__ import annotations
 
 import torch

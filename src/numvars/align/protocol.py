@@ -182,8 +182,8 @@ class AttentionOptions:
 
 
 @dataclass(frozen=True)
-class CrossOptions:
-    """The options of a cross-model alignment (`align.cross.align_models`, `numvars align-models`)."""
+class AlignModelsOptions:
+    """The options of a cross-model alignment (`align.align_models.align_models`, `numvars align-models`)."""
     program: str = _opt("up_down", "program whose variable is aligned")
     variable: str = _opt("count", "the one variable aligned between the two models")
     k: int | None = _opt(None, "aligned dimensions (default d/2 of the smaller state)")

@@ -68,7 +68,7 @@ def analyze(results_dir, d_model: int | None = None) -> dict[str, pd.DataFrame]:
     out["signed_error"] = signed_error_table(t["pairs"], d_model)
     first = (maps_of(t["pairs"]) or ["orthogonal"])[0]
     out["oor"] = oor_table(t["oor"], d_model)
-    out["explain"], out["cross"] = t["explain"], t["cross"]
+    out["explain"], out["align_models"] = t["explain"], t["align_models"]
     pca = hidden.pca_inputs(root, t["runs"], d_model, train_max)
     makers = {
         "iia": lambda: F.fig_iia(_main_alignments(out["iia_table"], d_model), d_model),

@@ -30,7 +30,7 @@ RAW = {
 # Tables of the analyses beyond the paper; results folders written before them simply have none.
 OPTIONAL = {
     "explain": ("run_name", "arch", "task", "d_model", "seed", "best", "verdict", "page"),
-    "cross": ("model_a", "model_b", "direction", "iia", "iia_nontrivial", "k"),
+    "align_models": ("model_a", "model_b", "direction", "iia", "iia_nontrivial", "k"),
 }
 TASKS = tuple(VARIANTS)
 

@@ -100,11 +100,11 @@ def explain_dry_run(run_dirs: list[str], jobs: int, o) -> str:
 
 
 def cmd_align_models(args) -> None:
-    from ..align.protocol import CrossOptions
-    from ..jobs.cache import cross_run
+    from ..align.protocol import AlignModelsOptions
+    from ..jobs.cache import align_models_run
     from ..options import from_words
 
-    s, path, reused = cross_run(args.run_a, args.run_b, from_words(CrossOptions, args.overrides, "align-models"),
+    s, path, reused = align_models_run(args.run_a, args.run_b, from_words(AlignModelsOptions, args.overrides, "align-models"),
                                 progress=not args.quiet)
     print(f"{'reused' if reused else 'aligned'}: {s['program']}.{s['variable']} between two models, k={s['k']} "
           f"map={s['map']}")
@@ -129,7 +129,7 @@ def cmd_attention(args) -> None:
 
 
 def register(sub) -> None:
-    from ..align.protocol import AttentionOptions, CrossOptions, DASOptions, FullSwapOptions
+    from ..align.protocol import AttentionOptions, AlignModelsOptions, DASOptions, FullSwapOptions
     from ..explain import ExplainOptions
     from ..options import help_lines
 
@@ -180,7 +180,7 @@ def register(sub) -> None:
                        description="Model Alignment Search: one invertible map per model, learned so that B's aligned "
                                    "subspace swapped into A's state makes A continue with B's value (and back). "
                                    "Prints IIA in every direction; saved under RUN_A/align/.",
-                       epilog="keys (key=value):\n" + help_lines(CrossOptions) + "\n\nexample:\n"
+                       epilog="keys (key=value):\n" + help_lines(AlignModelsOptions) + "\n\nexample:\n"
                               "  numvars align-models runs/GRU_S0 runs/GRU_S1 variable=count k=10",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     m.add_argument("run_a")

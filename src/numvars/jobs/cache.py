@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import io, loaders, models, versions
 from .. import options
 from ..align import DASOptions, FullSwapOptions, das, full_swap
-from ..align.protocol import AttentionOptions, CrossOptions
+from ..align.protocol import AttentionOptions, AlignModelsOptions
 from .engine import Job, job
 from ..runs import load_run
 from ..errors import NumvarsError
@@ -159,8 +159,8 @@ def work(j: Job) -> dict:
     if j.kind == "attention":
         summary, rdir, _ = attention_run(p["run_dir"], AttentionOptions(**dict(p["options"])))
         return {"summary": summary, "result_dir": str(rdir)}
-    if j.kind == "cross":
-        summary, rdir, _ = cross_run(p["run_a"], p["run_b"], CrossOptions(**dict(p["options"])))
+    if j.kind == "align_models":
+        summary, rdir, _ = align_models_run(p["run_a"], p["run_b"], AlignModelsOptions(**dict(p["options"])))
         return {"summary": summary, "result_dir": str(rdir)}
     raise NumvarsError(f"unknown job kind {j.kind!r}")
 
@@ -212,20 +212,20 @@ def align_runs(items: list[tuple]) -> list[tuple[dict, Path, bool]]:
     return out
 
 
-CROSS_KEYS = options.schema_of(CrossOptions)
+CROSS_KEYS = options.schema_of(AlignModelsOptions)
 
 
-def cross_run(run_a, run_b, o: CrossOptions, progress: bool = False) -> tuple[dict, Path, bool]:
+def align_models_run(run_a, run_b, o: AlignModelsOptions, progress: bool = False) -> tuple[dict, Path, bool]:
     """Cross-model alignment of two trained runs (one condition's task), cached under RUN_A/align/ with run B
     named by its run id."""
-    from ..align.cross import align_models
+    from ..align.align_models import align_models
 
     model_a, task_a, _, _ = load_run(run_a)
     model_b, task_b, _, _ = load_run(run_b)
     if task_a.spec != task_b.spec:
         raise NumvarsError(f"{run_a} and {run_b} were trained on different tasks; align models of one task")
     key = {"other": Path(run_b).name, **o.key()}
-    summary, out, reused = cached(run_a, "cross", key, lambda: align_models(model_a, model_b, task_a, options=o,
+    summary, out, reused = cached(run_a, "align_models", key, lambda: align_models(model_a, model_b, task_a, options=o,
                                                                            progress=progress))
     return {**summary, "run_a": str(run_a), "run_b": str(run_b)}, out, reused
 

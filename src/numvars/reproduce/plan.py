@@ -97,8 +97,8 @@ def plan(preset: Preset, out: Path, workers: int, device: str = "cpu", threads: 
                 _unknown_after(expand, result["run_dir"], spec.arch, costs):        # explain's later jobs
             rows.append((kind, done, cost))
             tasks.append((cost, index))
-        for cost in _cross_costs(preset, spec, costs):            # cross-model alignments, after the grid
-            rows.append(("cross", False, cost))
+        for cost in _align_models_costs(preset, spec, costs):            # cross-model alignments, after the grid
+            rows.append(("align_models", False, cost))
             tasks.append((cost, index))
     frame = pd.DataFrame(rows, columns=["kind", "done", "seconds"])
     counts = frame.groupby("kind", sort=False).agg(jobs=("done", "size"), done=("done", "sum"),
@@ -108,13 +108,13 @@ def plan(preset: Preset, out: Path, workers: int, device: str = "cpu", threads: 
                 costs.source)
 
 
-def _cross_costs(preset: Preset, spec, costs: Costs) -> list[float]:
+def _align_models_costs(preset: Preset, spec, costs: Costs) -> list[float]:
     """Rough costs of the cross-model maps whose first model is this run: four DAS fits of its architecture
     each (a map per model, both directions). `explain`'s jobs are the grid's dependents, costed like the rest."""
     if spec.d_model != preset.d_model or spec.variant != "default":
         return []
-    fitted = {k: v for k, v in preset.cross_options.items() if k in ("n_train", "n_val", "n_test")}
-    return [4 * costs.das(spec.arch, fitted) for a, _ in preset.cross if a == (spec.arch, spec.task, spec.seed)]
+    fitted = {k: v for k, v in preset.align_models_options.items() if k in ("n_train", "n_val", "n_test")}
+    return [4 * costs.das(spec.arch, fitted) for a, _ in preset.align_models if a == (spec.arch, spec.task, spec.seed)]
 
 
 def _explain_after(expand, run_dir: str, arch: str, costs: Costs) -> list[tuple[str, float, bool]]:

@@ -30,8 +30,8 @@ class Preset:
     oor_per_count: int = 15
     explain: dict | None = None                             # ExplainOptions for each main model (None: no explain)
     explain_seeds: tuple[int, ...] = (0,)
-    cross: tuple = ()                                       # ((arch, task, seed), (arch, task, seed)) model pairs
-    cross_options: dict = field(default_factory=dict)       # align_models options (n_train, k, map, ...)
+    align_models: tuple = ()                                    # ((arch, task, seed), (arch, task, seed)) model pairs
+    align_models_options: dict = field(default_factory=dict)       # align_models options (n_train, k, map, ...)
 
 
 PRESETS = {
@@ -44,7 +44,7 @@ PRESETS = {
         fullswap_n=500, oor_per_count=10,
         explain={"ks": "d/2", "maps": "orthogonal", "site": "default", "variables": "core",
                  "n_train": 3000, "n_val": 500, "n_test": 500, "positions": "tokens"},
-        cross=((("gru", "multi_object", 0), ("gru", "multi_object", 1)),
+        align_models=((("gru", "multi_object", 0), ("gru", "multi_object", 1)),
                (("gru", "multi_object", 0), ("transformer", "multi_object", 0)))),
     "paper": Preset(
         name="paper", seeds=(0, 1, 2, 3, 4, 5), size_seeds=(0, 1, 2, 3, 4, 5), control_seeds=(0, 1, 2, 3, 4, 5),
@@ -63,7 +63,7 @@ PRESETS = {
         maps=("orthogonal", "linear"),
         dynamics_das={"n_train": 5000, "positions": "tokens"},
         explain={"positions": "tokens"},
-        cross=((("gru", "multi_object", 0), ("gru", "multi_object", 1)),
+        align_models=((("gru", "multi_object", 0), ("gru", "multi_object", 1)),
                (("lstm", "multi_object", 0), ("gru", "multi_object", 0)),
                (("gru", "multi_object", 0), ("transformer", "multi_object", 0)))),
 }

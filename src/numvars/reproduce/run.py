@@ -61,16 +61,16 @@ def after_grid(preset: Preset, out: Path, runs: pd.DataFrame, device: str, jobs:
                               "verdict": x.named.headline if x.named else x.text,
                               "page": str((page / "explain.html").relative_to(out))})
     where = {(r.arch, r.task, r.seed): r.run_dir for r in done.itertuples()}
-    pairs = [(a, b) for a, b in preset.cross if a in where and b in where]
-    opts = tuple(sorted({"device": device, "seed": 0, **preset.cross_options}.items()))
-    roots = [job("cross", run_a=where[a], run_b=where[b], options=opts) for a, b in pairs]
+    pairs = [(a, b) for a, b in preset.align_models if a in where and b in where]
+    opts = tuple(sorted({"device": device, "seed": 0, **preset.align_models_options}.items()))
+    roots = [job("align_models", run_a=where[a], run_b=where[b], options=opts) for a, b in pairs]
     results, _ = run_graph(roots, work, lambda j, r: [], jobs=jobs, progress=progress, desc="align models")
-    cross = [{"model_a": "-".join(map(str, a)), "model_b": "-".join(map(str, b)), "direction": d, "iia": v,
+    aligned = [{"model_a": "-".join(map(str, a)), "model_b": "-".join(map(str, b)), "direction": d, "iia": v,
               "iia_nontrivial": results[j]["summary"]["iia_nontrivial"][d], "k": results[j]["summary"]["k"]}
              for (a, b), j in zip(pairs, roots) for d, v in sorted(results[j]["summary"]["iia"].items())]
     return {"explain": pd.DataFrame(explained, columns=["run_name", "arch", "task", "d_model", "seed", "best",
                                                         "grade", "verdict", "page"]),
-            "cross": pd.DataFrame(cross, columns=["model_a", "model_b", "direction", "iia", "iia_nontrivial", "k"])}
+            "align_models": pd.DataFrame(aligned, columns=["model_a", "model_b", "direction", "iia", "iia_nontrivial", "k"])}
 
 
 def environment(device: str, threads: int, jobs: int, engine: str) -> dict:

@@ -27,14 +27,14 @@ from .fit import optimise
 from .intervention import Intervention
 from .maps import block_masks, make_map, set_matrix, subspace_size
 from .probe import probe_basis
-from .protocol import CrossOptions
+from .protocol import AlignModelsOptions
 from .scoring import score
 from .search import parse_variables
 from .sites import cache, frozen, get_site
 
 
 @dataclass
-class CrossResult:
+class AlignModelsResult:
     iia: dict[str, float]            # direction ("a<-b", "b<-a", "a<-a", "b<-b") -> test IIA
     iia_nontrivial: dict[str, float]
     k: int
@@ -54,20 +54,20 @@ class CrossResult:
         return io.save_result(out_dir, {**self.summary(), **(extra or {})}, {"pairs.parquet": self.pairs})
 
     @classmethod
-    def load(cls, folder) -> "CrossResult":
+    def load(cls, folder) -> "AlignModelsResult":
         from .. import loaders
         s = io.read_json(inside(folder, "result.json"))
         return cls(s["iia"], s["iia_nontrivial"], s["k"], s["map"], s["program"], s["variable"], s["epochs"],
-                   s["seconds"], loaders.read_job_table(Path(folder), "cross"))
+                   s["seconds"], loaders.read_job_table(Path(folder), "align_models"))
 
 
-def align_models(model_a: nn.Module, model_b: nn.Module, task: Task, options: CrossOptions | None = None,
+def align_models(model_a: nn.Module, model_b: nn.Module, task: Task, options: AlignModelsOptions | None = None,
                  progress: bool = False, batch_size: int = 512, lr: float = 3e-3, patience: int = 6,
-                 **opts) -> CrossResult:
+                 **opts) -> AlignModelsResult:
     """Learn one map per model so that each model's aligned subspace can stand in for the other's.
-    `options`, or CrossOptions fields as keywords (program, variable, k, map, seed, n_train, ...)."""
+    `options`, or AlignModelsOptions fields as keywords (program, variable, k, map, seed, n_train, ...)."""
     started = time.perf_counter()
-    o = options or CrossOptions(**opts)
+    o = options or AlignModelsOptions(**opts)
     program = get_program(o.program)
     (var,) = parse_variables(program, o.variable)
     with frozen(model_a, o.device), frozen(model_b, o.device):
@@ -100,7 +100,7 @@ def align_models(model_a: nn.Module, model_b: nn.Module, task: Task, options: Cr
     iia = {name: float(ok.float().mean()) for name, ok in verdicts.items()}
     trivial = torch.tensor(info["trivial"].to_numpy().copy())
     nontrivial = {name: float(ok[~trivial].float().mean()) for name, ok in verdicts.items()}
-    return CrossResult(iia, nontrivial, k, o.map, program.name, var, epochs, round(time.perf_counter() - started, 2),
+    return AlignModelsResult(iia, nontrivial, k, o.map, program.name, var, epochs, round(time.perf_counter() - started, 2),
                        frame)
 
 
