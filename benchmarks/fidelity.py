@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from numvars.jobs.engine import job, run_graph
+from numvars.jobs.cache import pair_rows
 from numvars.reproduce.run import work
 
 from docblock import cell, replace_block
@@ -118,7 +119,7 @@ class Plan:
         for kind, opts in self.after.get(done, []):
             if kind == "das":
                 o = {"seed": seed, "device": "cpu", **opts}
-                out.append(job("das", run_dir=result["run_dir"], options=tuple(sorted(o.items())), keep_pairs=True))
+                out.append(job("das", run_dir=result["run_dir"], options=tuple(sorted(o.items()))))
             else:
                 o = {"seed": seed, "n": 1000, "device": "cpu", **opts}
                 out.append(job("fullswap", run_dir=result["run_dir"], options=tuple(sorted(o.items()))))
@@ -140,7 +141,7 @@ def collect(plan: Plan, results: dict, children: dict) -> tuple[pd.DataFrame, pd
             if child.kind == "das":
                 row = {**base, "das": _key(das_over), "iia": r["iia"], "iia_nontrivial": r["iia_nontrivial"]}
                 iia.append(row)
-                pairs += [{**row, **p} for p in results[child].get("pairs", [])]
+                pairs += [{**row, **p} for p in pair_rows(results[child]["result_dir"], r["map"])]
             else:
                 swaps.append({**base, "swap": _key(das_over), "iia": r["iia"],
                               **{f"base_{k}": v for k, v in r.get("iia_by_base_phase", {}).items()}})

@@ -29,11 +29,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from torch.nn.utils import parametrize
 
 from numvars import models
-from numvars.align import DASRequest, das, das_many
+from numvars.align import DASOptions, DASRequest, das, das_many
 from numvars.align.batched import _Groups, _step as das_group_step
-from numvars.align.search import das_step, prepare, resolve
+from numvars.align.search import parse_variables, prepare, step_loss
+from numvars.programs import get_program
 from numvars.align.sites import frozen
 from numvars.config import from_mapping
 from numvars.evaluate import trial_accuracy
@@ -128,11 +130,12 @@ def check_das_many(device, n_train: int) -> dict:
     cfg = config(d_model=12).model
     nets = [models.build(cfg, seed=s) for s in (0, 1)]
     opts = dict(n_train=n_train, n_val=128, n_test=128, batch_size=128, max_epochs=2, device=device.type)
-    requests = [DASRequest(nets[0], config().make_task(), "up_down", "count", options={**opts, "seed": 0}),
-                DASRequest(nets[1], config().make_task(), "up_up", "demo_count", options={**opts, "seed": 1})]
+    requests = [DASRequest(nets[0], config().make_task(), DASOptions(**opts, seed=0)),
+                DASRequest(nets[1], config().make_task(), DASOptions(program="up_up", variable="demo_count", **opts,
+                                                                       seed=1))]
     batched, diff, same = das_many(requests), 0.0, True
     for r, b in zip(requests, batched):
-        a = das(r.model, r.task, r.program, r.variable, **r.options)
+        a = das(r.model, r.task, options=r.options)
         diff = max(diff, float((a.matrix - b.matrix).abs().max()))
         same &= a.iia == b.iia and bool((a.pairs["correct"] == b.pairs["correct"]).all())
     return {"check": "das_many = das (2 alignments, 2 epochs)", "max_abs_diff": diff, "ok": same}
@@ -194,11 +197,11 @@ def das_timings(device, sizes: list[int], batch: int, n_train: int, repeats: int
             stack.enter_context(frozen(net, device.type))
         items = []
         for i, net in enumerate(nets):
-            o, program, variables = resolve("up_down", "count", {**opts, "seed": i})
-            items.append(prepare(net, task, program, variables, o))
+            o, program = DASOptions(**opts, seed=i), get_program("up_down")
+            items.append(prepare(net, task, program, parse_variables(program, o.variable), o))
         p, trains = items[0], [item.train for item in items]
         opt = torch.optim.Adam(p.align.parameters(), lr=3e-3)
-        row = timed(lambda: das_step(p.site, p.align, p.masks, draw(trains[0]), opt), device, repeats, warmup)
+        row = timed(lambda: _das_step(p, draw(trains[0]), opt), device, repeats, warmup)
         rows.append({"what": "das (one alignment)", "G": 1, "batch": batch, **row,
                      "pairs_per_s": batch / row["ms"] * 1e3})
         for size in sizes:
@@ -209,6 +212,15 @@ def das_timings(device, sizes: list[int], batch: int, n_train: int, repeats: int
             rows.append({"what": "das_many", "G": size, "batch": batch, **row,
                          "pairs_per_s": size * batch / row["ms"] * 1e3})
     return rows
+
+
+def _das_step(p, batch, opt) -> None:
+    """One optimisation step of one alignment, as `align.fit.optimise` takes it."""
+    with parametrize.cached():
+        value = step_loss(p.intervention, batch)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+    opt.step()
 
 
 # --- 3. projection -------------------------------------------------------------------------------
