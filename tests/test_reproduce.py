@@ -44,6 +44,16 @@ def test_the_grid_lists_each_run_once_and_the_paper_preset_is_full():
     assert {s.seed for s in paper} == set(range(6))
     assert {s.d_model for s in paper if s.arch == "gru" and s.task == "multi_object"} == {8, 16, 20, 32, 48, 96}
     assert {s.variant for s in paper} == {"default", "npe", "void", "minimal"}
+    short = grid(PRESETS["paper-short"])
+    main = {s for s in short if s.variant == "default" and s.d_model == 20}
+    assert main == {s for s in paper if s.variant == "default" and s.d_model == 20}   # the main grid keeps six seeds
+    assert {s.seed for s in short if s not in main} == {0, 1, 2}                   # the rest has three
+    assert {(s.variant, s.d_model) for s in short} == {(s.variant, s.d_model) for s in paper}
+
+
+def test_the_cli_offers_every_preset():
+    from numvars.cli.runs import PRESET_NAMES
+    assert PRESET_NAMES == tuple(PRESETS)
 
 
 def test_reproduce_writes_tables_figures_and_a_report(uninterrupted):
