@@ -60,24 +60,48 @@ def main(argv=None):
     p.add_argument("--no-untrained", action="store_true")
     args = p.parse_args(argv)
     opts = dict(PRESETS["paper"].explain)
-    rows = []
+    rows = earlier(opts)                   # rows of an earlier, interrupted sitting with the same options are kept
+    have = {key(r) for r in rows}
     with tempfile.TemporaryDirectory() as scratch:
         for run in runs_of(args.runs, args.archs, args.tasks, args.seeds):
             model, task, cfg, _ = load_run(run)
             labels = {"arch": cfg.model.arch, "task": cfg.task.name, "seed": cfg.train.seed}
             for name, maps in MAPS.items():
+                if key({**labels, "model": "trained", "maps": name}) in have:
+                    continue
                 x, _ = explain_runs([run], out=Path(scratch) / run.name / name, jobs=args.jobs, progress=False,
                                     **{**opts, "maps": maps})
                 rows.append(row(x, **labels, model="trained", maps=name))
-                print(json.dumps(rows[-1]), flush=True)
-            if not args.no_untrained:
+                save(rows, opts)
+            if not args.no_untrained and key({**labels, "model": "untrained", "maps": "both"}) not in have:
                 fresh = models.build(cfg.model, seed=cfg.train.seed)
                 x = explain(fresh, task, progress=False, jobs=args.jobs, **opts)
                 rows.append(row(x, **labels, model="untrained", maps="both"))
-                print(json.dumps(rows[-1]), flush=True)
+                save(rows, opts)
+
+
+def key(r: dict) -> tuple:
+    return r["arch"], r["task"], r["seed"], r["model"], r["maps"]
+
+
+def earlier(opts: dict) -> list[dict]:
+    path = REPORTS / "explain_verdicts.json"
+    if not path.is_file():
+        return []
+    doc = json.loads(path.read_text())
+    return doc["rows"] if doc.get("options") == json.loads(json.dumps(opts)) else []
+
+
+def save(rows: list[dict], opts: dict) -> None:
+    """The reports after each verdict (sorted, so that a resumed sitting writes the same files)."""
+    print(json.dumps(rows[-1]), flush=True)
+    rows = sorted(rows, key=lambda r: (r["arch"], r["task"], r["seed"], r["model"] != "trained", list(MAPS).index(r["maps"])))
     REPORTS.mkdir(exist_ok=True)
-    (REPORTS / "explain_verdicts.json").write_text(json.dumps({"options": opts, "rows": rows}, indent=1) + "\n")
-    (REPORTS / "explain_verdicts.md").write_text(markdown(rows, opts))
+    for name, text in (("explain_verdicts.json", json.dumps({"options": opts, "rows": rows}, indent=1) + "\n"),
+                       ("explain_verdicts.md", markdown(rows, opts))):
+        tmp = REPORTS / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(REPORTS / name)
 
 
 def markdown(rows: list[dict], opts: dict) -> str:

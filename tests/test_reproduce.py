@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from numvars import cli
+from numvars.jobs.progress import Progress
 from numvars.reproduce.run import PRESETS, grid, reproduce
 
 from tiny_preset import TINY_PRESET
@@ -30,10 +31,27 @@ def tables(out: Path) -> dict[str, pd.DataFrame]:
     return {p.name: pd.read_csv(p) for p in sorted((out / "analysis").glob("*.csv"))}
 
 
+BARS = []                     # the bars of the uninterrupted reproduction
+
+
+class Recording(Progress):
+    """A bar that keeps every total it showed and its count before `close` credited what was left."""
+
+    def _show(self):
+        super()._show()
+        self.__dict__.setdefault("totals", []).append(self.total)
+
+    def close(self):
+        self.before_close = self.n
+        super().close()
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce") / "whole"
-    report = reproduce(TINY_PRESET, out=out, progress=False)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr("numvars.reproduce.run.Progress", lambda *a, **kw: BARS.append(Recording(*a, **kw)) or BARS[-1])
+        report = reproduce(TINY_PRESET, out=out, progress=True)
     return out, report
 
 
@@ -205,6 +223,15 @@ def test_the_plan_counts_every_job_and_what_is_already_done(uninterrupted, tmp_p
     assert (grid_kinds["done"] == grid_kinds["jobs"]).all() and grid_kinds["seconds"].sum() == 0
 
 
+def test_the_bar_shows_the_planned_jobs_from_the_start_and_every_one_is_accounted_for(uninterrupted):
+    bar, = BARS
+    assert bar.budget.total_jobs > len(grid(TINY_PRESET))
+    assert set(bar.totals) == {bar.budget.total_jobs}                 # the total never changed
+    assert bar.before_close == bar.total                          # each job ran or was credited when skipped
+    assert bar.kinds["train"] == len(grid(TINY_PRESET))
+    assert bar.remaining() == pytest.approx(0.0, abs=1e-6)
+
+
 def test_explains_jobs_run_with_the_grid_but_stay_out_of_its_tables(uninterrupted):
     out, _ = uninterrupted
     swaps = pd.read_csv(out / "tables" / "fullswap.csv")
@@ -213,3 +240,4 @@ def test_explains_jobs_run_with_the_grid_but_stay_out_of_its_tables(uninterrupte
     assert set(iia.loc[iia["control"] != "none", "program"]) == {"up_down"}    # nor its controls of Up-Up
     explained = pd.read_csv(out / "tables" / "explain.csv")
     assert len(explained) == 2 and set(explained["arch"]) == {"gru", "transformer"}
+

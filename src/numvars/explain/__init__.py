@@ -19,7 +19,7 @@ from ..versions import note
 from .evidence import Evidence, collect
 from .explanation import Explanation, pool_alignments, verdict
 from .options import BUILT_IN, ExplainOptions
-from .plan import ExplainPlan
+from .plan import ExplainPlan, budget
 
 __all__ = ["BUILT_IN", "ExplainOptions", "Explanation", "explain", "pool_alignments", "verdict"]
 
@@ -29,6 +29,7 @@ def explain(model, task, progress: bool = True, jobs: int | None = None, options
     """Explain a model in memory (nothing is cached): the same plan as `numvars explain`, its jobs on `jobs`
     worker processes (default: one per core; the model is sent to each), then the evidence and the verdict."""
     from ..jobs.engine import default_jobs, run_graph
+    from ..jobs.progress import Progress
     from .runs import conclude, in_memory_work, records_of, swap_inputs
 
     o = options or ExplainOptions(**opts)
@@ -39,11 +40,17 @@ def explain(model, task, progress: bool = True, jobs: int | None = None, options
         note("explain runs in this process: the model cannot be sent to worker processes (its class is not "
              "importable by them, e.g. one defined in a notebook); define it in a module to run in parallel")
         workers = 1
-    results, _ = run_graph(plan.roots(), work, plan, jobs=workers, progress=progress, desc="explain")
-    records = records_of(results)
-    swap_frames, swap_summary, attention = swap_inputs(results)
-    ev = Evidence.pool([collect(model, task, o, programs, records, swap_frames, swap_summary, attention)])
-    return conclude(plan, [records], ev, work, workers, progress)
+    arch = getattr(getattr(model, "cfg", None), "arch", "gru")      # a model of its own is costed as a GRU
+    bar = Progress(budget(plan, arch, workers), "explain", enabled=progress)
+    try:
+        results, _ = run_graph(plan.roots(), work, plan, jobs=workers, progress=bar)
+        records = records_of(results)
+        swap_frames, swap_summary, attention = swap_inputs(results)
+        ev = Evidence.pool([collect(model, task, o, programs, records, swap_frames, swap_summary, attention)])
+        bar.phase("alignments and evidence done")
+        return conclude(plan, [records], ev, work, workers, bar)
+    finally:
+        bar.close()
 
 
 def _sendable(work) -> bool:

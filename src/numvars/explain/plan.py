@@ -10,21 +10,26 @@ the attention test of a Transformer, and, once all of that is done, the run's ev
 isolation, continuous metric, the comparisons with rival programs; `evidence.collect`).
 
 The k sweep does not enter the verdict: it sizes what was found. `sweep_jobs` lists it for the named
-program's variables only, after the verdict (one job per variable: the ks share pairs and states).
+program's variables only, after the verdict (one job per variable: the ks share pairs and states); where the
+plan is given `after_evidence` (the verdict, for runs on disk), the sweep follows the last evidence job in the
+same graph.
 
-`ExplainPlan` is the engine's `expand` for these jobs; `potential()` lists every job that may run, so that
-plans and progress bars know the whole amount of work from the start.
+`ExplainPlan` is the engine's `expand` for these jobs; `rows()` lists every job that may run, with its planned
+seconds (the sweep at its bound: the largest program's variables), so that plans and progress bars know the
+whole amount of work from the start; `skipped` lists the planned jobs it decided not to run.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..align.maps import subspace_size
 from ..align.protocol import DASOptions
 from ..jobs.engine import Job, job
 from ..jobs.cache import das_job, das_set_job, is_done, result_dir
 from ..jobs.costs import Costs, hms
+from ..jobs.progress import Budget
 from ..models import TransformerLM, default_site
 from .options import ExplainOptions
 
@@ -74,7 +79,9 @@ class ExplainPlan:
     """The jobs that explain some runs (run directories, or labels of models in memory) of one model family."""
 
     def __init__(self, o: ExplainOptions, programs: dict, model, runs: list[str], gpu: float = 0.0,
-                 evidence_jobs: bool = True):
+                 evidence_jobs: bool = True, after_evidence: Callable[["ExplainPlan"], list] | None = None):
+        """after_evidence(plan): the named program's (program, variable, site, map) once every run's evidence
+        is in (the verdict); the plan then names the k sweep's jobs."""
         self.o, self.programs, self.runs, self.gpu = o, programs, [str(r) for r in runs], gpu
         self.targets = targets(o, programs, model)
         self.untrained = resettable(model)
@@ -85,7 +92,10 @@ class ExplainPlan:
         self._pending: dict[str, set] = {}
         self._fits: dict[tuple, list] = {}              # (run, program, variable) -> [(val IIA, target, map)]
         self.results: dict[str, dict[Job, dict]] = {r: {} for r in self.runs}
-        self.skipped = 0                               # controls the rule did not need
+        self.after_evidence = after_evidence
+        self.skipped: list[tuple[str, str]] = []       # (run, kind) of planned jobs that will not run
+        self._evidence: set[str] = set()               # runs whose evidence is in
+        self._sweep: list[Job] | None = None
 
     # --- the jobs --------------------------------------------------------------------------------------
     def stage1(self, run: str) -> list[Job]:
@@ -128,14 +138,26 @@ class ExplainPlan:
     def variables(self) -> list[tuple[str, str]]:
         return list(dict.fromkeys((t.program, t.variable) for t in self.targets))
 
-    def potential(self) -> list[Job]:
-        """Every job that may run (before the sweep): the roots, a control per variable, each run's evidence."""
+    def sweep_bound(self) -> int:
+        """The most k-sweep jobs a run can get: one per variable of the program with the most (0 without a
+        k below d/2)."""
+        if not self.targets or len(self.o.k_values(self.targets[0].d)) < 2:
+            return 0
+        per_program: dict[str, set] = {}
+        for t in self.targets:
+            per_program.setdefault(t.program, set()).add(t.variable)
+        return max(len(v) for v in per_program.values())
+
+    def rows(self, arch: str, costs) -> list[tuple]:
+        """Every job that may run, per run: (run, kind, job or None, when, done, planned seconds); a job known
+        only by its kind (a control, the evidence, the sweep) has None."""
         out = []
         for run in self.runs:
-            out += self.stage1(run) + self.swaps(run)
-            if self.untrained:
-                out += [job("das", run_dir=run, control=f"{p}.{v}") for p, v in self.variables()]
-            out += [job("evidence", run_dir=run)] if self.evidence_jobs else []
+            on_disk = Path(run).is_dir()
+            for j in self.stage1(run) + self.swaps(run):
+                done = on_disk and is_done(j)
+                out.append((run, j.kind, j, "always", done, 0.0 if done else planned_seconds(costs, arch, j)))
+            out += [(run, kind, None, when, False, seconds) for kind, when, seconds in self.conditional(arch, costs)]
         return out
 
     # --- expanding ---------------------------------------------------------------------------------------
@@ -161,7 +183,21 @@ class ExplainPlan:
         if not self._pending[run] and self.evidence_jobs and done.kind != "evidence":
             children.append(self.evidence(run))
             self._pending[run].add(children[-1])
+        if done.kind == "evidence":
+            self._evidence.add(run)
+            if self.after_evidence is not None and self._evidence == set(self.runs):
+                children += self.sweep()
         return children
+
+    def sweep(self, named: list[tuple[str, str, str, str]] | None = None) -> list[Job]:
+        """The k sweep of what the verdict names (`named`, else `after_evidence`'s), decided once; its unused
+        bound is told as skipped."""
+        if self._sweep is None:
+            self._sweep = self.sweep_jobs(self.after_evidence(self) if named is None else named)
+            for run in self.runs:
+                mine = sum(j.get("run_dir") == run for j in self._sweep)
+                self.skipped += [(run, "das_set")] * max(0, self.sweep_bound() - mine)
+        return self._sweep
 
     def _control_after(self, run: str, fits: list) -> list[Job]:
         """The untrained copy's fit for a variable's best site and map, if the rule can use it."""
@@ -172,7 +208,7 @@ class ExplainPlan:
             by.setdefault((t, map_), []).append(val)
         (t, map_), vals = max(by.items(), key=lambda item: sum(item[1]) / len(item[1]))
         if sum(vals) / len(vals) < self.o.margin:
-            self.skipped += 1
+            self.skipped.append((run, "das"))
             return []
         return [self.control(run, t, map_)]
 
@@ -192,12 +228,15 @@ class ExplainPlan:
 
     def conditional(self, arch: str, costs) -> list[tuple[str, str, float]]:
         """(kind, when, seconds) of the jobs of one run that follow its first ones: an untrained control per
-        variable (only where the rule can use it) and the evidence job (scoring only)."""
+        variable (only where the rule can use it), the evidence job (scoring only) and the k sweep at its
+        bound (the named program's variables only)."""
         o, n = self.o, len(self.variables())
         fit = costs.das(arch, {**o.das_options(o.seed), "map": o.map_list[-1]})
         scored = ((2 + o.random_seeds) * n + 4 * (n * (n - 1) // 2)) * o.n_eval
+        ks = len(o.k_values(self.targets[0].d)) - 1 if self.targets else 0
         return [("das", "control: only above the margin", fit)] * (n if self.untrained else 0) + \
-            [("evidence", "always", costs.scoring(arch, scored))]
+            [("evidence", "always", costs.scoring(arch, scored))] * self.evidence_jobs + \
+            [("das_set", "k sweep: the named program only", fit * ks * len(self.seeds))] * self.sweep_bound()
 
     def sweep_jobs(self, named: list[tuple[str, str, str, str]]) -> list[Job]:
         """The k sweep below d/2 of the named program's variables, (program, variable, site, map) each, per run."""
@@ -225,32 +264,35 @@ def estimate(plan: ExplainPlan, arch: str, workers: int, costs=None) -> str:
     """`explain --dry-run`: the jobs per kind (certain, and those that run only if the rule can use them), with
     CPU seconds from the measured job costs, and a wall-time range on `workers` workers."""
     costs = costs or Costs.load()
-    rows, o = [], plan.o
-    for run in plan.runs:
-        for j in plan.stage1(run) + plan.swaps(run):
-            done = is_done(j) if Path(run).is_dir() else False
-            rows.append((j.kind, "always", done, 0.0 if done else _cost(costs, arch, j)))
-        rows += [(kind, when, False, seconds) for kind, when, seconds in plan.conditional(arch, costs)]
-        per_var = costs.das(arch, {**o.das_options(o.seed), "map": o.map_list[-1]})
-        sweep = len(o.k_values(plan.targets[0].d)) - 1 if plan.targets else 0
-        rows += [("das", "k sweep: the named program only", False, per_var) for _ in range(sweep * 2)]
+    rows = plan.rows(arch, costs)
     lines = [f"{'job':<10}{'when':<34}{'jobs':>6}{'done':>6}{'CPU time':>10}"]
     table: dict[tuple, list] = {}
-    for kind, when, done, seconds in rows:
+    for _, kind, _, when, done, seconds in rows:
         t = table.setdefault((kind, when), [0, 0, 0.0])
         t[0], t[1], t[2] = t[0] + 1, t[1] + done, t[2] + seconds
     for (kind, when), (n, done, seconds) in table.items():
         lines.append(f"{kind:<10}{when:<34}{n:>6}{done:>6}{hms(seconds):>10}")
-    certain = sum(s for _, when, _, s in rows if when == "always")
-    most = sum(s for *_, s in rows)
+    certain = sum(r[-1] for r in rows if r[3] == "always")
+    most = sum(r[-1] for r in rows)
     lines.append(f"estimated wall time with {workers} worker(s): {hms(certain / workers)} to {hms(most / workers)} "
                  f"(conditional jobs run only where the decision rule can use them; costs: {costs.source})")
     return "\n".join(lines)
 
 
-def _cost(costs, arch: str, j: Job) -> float:
+def budget(plan: ExplainPlan, arch: str, workers: int, costs=None) -> Budget:
+    """What a progress bar over `explain`'s jobs expects: every job that may run (controls and the sweep at
+    their bound), the wall time as if all of them ran."""
+    rows = plan.rows(arch, costs or Costs.load())
+    return Budget.of([(run, kind, j, done, s) for run, kind, j, _, done, s in rows],
+                     sum(r[-1] for r in rows) / max(1, min(workers, len(rows))))
+
+
+def planned_seconds(costs, arch: str, j: Job) -> float:
+    """Planned seconds of one of explain's named jobs, from the measured job costs."""
     if j.kind == "das":
         return costs.das(arch, dict(j.get("options")))
+    if j.kind == "das_set":
+        return sum(costs.das(arch, dict(o)) for o in j.get("options"))
     if j.kind == "fullswap":
         return costs.fullswap(arch, dict(j.get("options")).get("n", 1000)) * 2     # every program's pairs
     return costs.attention(arch, 300)

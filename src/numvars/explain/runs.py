@@ -13,6 +13,7 @@ import pandas as pd
 
 from .. import io
 from ..jobs.engine import Job, run_graph
+from ..jobs.progress import Progress
 from ..errors import NumvarsError
 from ..versions import note
 from ..runs import load_run
@@ -22,7 +23,7 @@ from ..paths import check_length, inside
 from .explanation import Explanation, named_variables, pool_alignments, verdict
 from .options import ExplainOptions
 from .evidence import Evidence, Record, collect
-from .plan import ExplainPlan, evidence_dir
+from .plan import ExplainPlan, budget, evidence_dir
 
 FRAMES = ("best", "checks", "duels", "sizes")
 
@@ -47,15 +48,15 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
     out = Path(out) if out else inside(run_dirs[0], "explain")
     io.ensure_writable_dir(out)
     programs = o.programs()
-    plan = ExplainPlan(o, programs, model, [str(r) for r in run_dirs])
-    run_graph(plan.roots(), work, plan, jobs=jobs, progress=progress, desc="explain")
-    records, parts = [], []
-    for run in plan.runs:
-        mine = plan.results[run]
-        records.append(records_of(mine))
-        folder = next(Path(r["result_dir"]) for j, r in mine.items() if j.kind == "evidence")
-        parts.append(load_evidence(folder))
-    explanation = conclude(plan, records, Evidence.pool(parts), work, jobs, progress)
+    plan = ExplainPlan(o, programs, model, [str(r) for r in run_dirs], after_evidence=named_by_verdict)
+    bar = Progress(budget(plan, cfg.model.arch, jobs), "explain", enabled=progress)
+    try:
+        run_graph(plan.roots(), work, plan, jobs=jobs, progress=bar)
+    finally:
+        bar.close()
+    records = [records_of(plan.results[run]) for run in plan.runs]
+    evidence = Evidence.pool([load_evidence(evidence_folder(plan.results[run])) for run in plan.runs])
+    explanation = conclude(plan, records, evidence, work, jobs, False)      # its k sweep ran in the graph
     doc = {**explanation.to_json(), "runs": [str(r) for r in run_dirs], "arch": cfg.model.arch,
            "task": cfg.task.name, "d_model": cfg.model.d_model}
     io.write_json(inside(out) / "explain.json", json.loads(json.dumps(doc, default=str)))
@@ -65,11 +66,13 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
 
 
 def conclude(plan: ExplainPlan, records: list[list[Record]], ev: Evidence, work, jobs: int,
-             progress: bool) -> Explanation:
+             progress: bool | Progress) -> Explanation:
     """The verdict from every run's alignments and evidence, then the k sweep of the named program's variables
     (it sizes what was found; it does not change the verdict) and the verdict again, with the sweep's rows."""
     explanation = verdict(*pool_alignments(records), ev, plan.programs, plan.o)
-    sweep = plan.sweep_jobs(named_variables(explanation))
+    sweep = plan.sweep(named_variables(explanation))       # found done where it followed the evidence
+    if isinstance(progress, Progress):
+        progress.credit(plan.skipped)
     if not sweep:
         return explanation
     more, _ = run_graph(sweep, work, lambda j, r: [], jobs=min(jobs, len(sweep)), progress=progress, desc="k sweep")
@@ -80,9 +83,22 @@ def conclude(plan: ExplainPlan, records: list[list[Record]], ev: Evidence, work,
 
 def explain_plan(run_dir, model, gpu: float = 0.0, options: ExplainOptions | None = None, **opts) -> ExplainPlan:
     """The plan of `explain` for one run (for a caller that schedules its jobs with its own, as `reproduce`
-    does); `model` only tells its sites (an untrained model of the run's config will do)."""
+    does; its k sweep follows the evidence); `model` only tells its sites (an untrained model of the run's
+    config will do)."""
     o = options or ExplainOptions(**opts)
-    return ExplainPlan(o, o.programs(), model, [str(run_dir)], gpu=gpu)
+    return ExplainPlan(o, o.programs(), model, [str(run_dir)], gpu=gpu, after_evidence=named_by_verdict)
+
+
+def named_by_verdict(plan: ExplainPlan) -> list[tuple[str, str, str, str]]:
+    """What the verdict names (program, variable, site, map each), from every run's alignments and evidence on
+    disk: what the k sweep sizes."""
+    records = [records_of(plan.results[run]) for run in plan.runs]
+    evidence = Evidence.pool([load_evidence(evidence_folder(plan.results[run])) for run in plan.runs])
+    return named_variables(verdict(*pool_alignments(records), evidence, plan.programs, plan.o))
+
+
+def evidence_folder(results: dict) -> Path:
+    return next(Path(r["result_dir"]) for j, r in results.items() if j.kind == "evidence")
 
 
 # --- the work of explain's jobs ------------------------------------------------------------------------------

@@ -57,6 +57,11 @@ def das_set_job(run_dir, option_sets: list[DASOptions], gpu: float = 0.0) -> Job
     return job("das_set", gpu=gpu, run_dir=str(run_dir), options=tuple(das_options(o) for o in option_sets))
 
 
+def set_members(j: Job) -> list[Job]:
+    """A das_set job's alignments, each as its own das job."""
+    return [das_job(j.get("run_dir"), DASOptions(**dict(o)), j.gpu) for o in j.get("options")]
+
+
 def _prepare(run_dir, kind: str, key: dict) -> tuple[Path, dict | None]:
     """The job's folder and its finished result (None when it must run); the folder must be writable
     before any work starts. Results of an older protocol are reported and ignored."""
@@ -247,6 +252,8 @@ def job_dir(j: Job) -> Path:
 
 def is_done(j: Job) -> bool:
     p = dict(j.params)
+    if j.kind == "das_set":
+        return all(is_done(m) for m in set_members(j))
     if j.kind == "eval":
         return (Path(p["run_dir"]) / f"eval_max{p['max_count']}_per{p['per_count']}.csv").is_file()
     return (job_dir(j) / "result.json").is_file()
@@ -258,6 +265,9 @@ def finished(j: Job) -> dict | None:
     if j.kind == "evidence":
         folder = Path(j.get("folder", ""))
         return {"result_dir": str(folder)} if j.get("folder") and (folder / "evidence.json").is_file() else None
+    if j.kind == "das_set":
+        members = [finished(m) for m in set_members(j)]
+        return None if any(m is None for m in members) else {"alignments": members}
     if not is_done(j):
         return None
     folder = job_dir(j)

@@ -16,9 +16,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from tqdm.auto import tqdm
-
 from ..errors import NumvarsError
+from .progress import Progress
 
 ENGINES = ("local", "ray")
 MAX_JOBS = 1024
@@ -71,41 +70,56 @@ def _die_with_parent() -> None:
 
 def run_graph(roots: Iterable[Job], work: Callable[[Job], Any], expand: Callable[[Job, Any], list[Job]],
               jobs: int = 1, engine: str = "local", address: str | None = None, threads: int = 1,
-              progress: bool = True, desc: str = "jobs") -> tuple[dict[Job, Any], dict[Job, list[Job]]]:
+              progress: bool | Progress = True, desc: str = "jobs") -> tuple[dict[Job, Any], dict[Job, list[Job]]]:
     """Run every job reachable from `roots`; returns (results, children) where children[j] lists the
-    jobs `expand` named after j, in its order."""
+    jobs `expand` named after j, in its order. progress: a `Progress` over the command's planned work (the
+    caller closes it), or whether to show a bar whose total follows the jobs as they are named."""
     if engine not in ENGINES:
         raise NumvarsError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     check_jobs(jobs)
     roots = list(dict.fromkeys(roots))
-    bar = tqdm(total=len(roots), desc=desc, unit="job", disable=not progress)
+    own = not isinstance(progress, Progress)
+    bar = Progress(None, desc, enabled=bool(progress)) if own else progress
+    bar.grow(len(roots))
     try:
         if engine == "ray":
             from .ray import run_on_ray
-            return run_on_ray(roots, work, expand, jobs, address, threads, bar)
+            return run_on_ray(roots, work, Expander(expand, bar), jobs, address, threads)
         if jobs == 1:
-            return _serial(roots, work, expand, bar)
-        return _pool(roots, work, expand, jobs, threads, bar)
+            return _serial(roots, work, Expander(expand, bar))
+        return _pool(roots, work, Expander(expand, bar), jobs, threads)
     finally:
-        bar.close()
+        if own:
+            bar.close()
 
 
-def _serial(roots, work, expand, bar):
+class Expander:
+    """`expand`, telling the bar about each finished job, the jobs it names, and the planned ones it skips
+    (an expander may list those as `skipped`, (group, kind) each)."""
+
+    def __init__(self, expand, bar: Progress):
+        self.expand, self.bar = expand, bar
+
+    def __call__(self, done: Job, result) -> list[Job]:
+        children = self.expand(done, result)
+        self.bar.grow(len(children))
+        self.bar.finished(done, result, getattr(self.expand, "skipped", ()))
+        return children
+
+
+def _serial(roots, work, expand):
     results, children, queue = {}, {}, list(roots)
     while queue:
         current = queue.pop(0)
         if current in results:
             continue
-        bar.set_postfix_str(_label(current))
         results[current] = work(current)
         children[current] = expand(current, results[current])
         queue += children[current]
-        bar.total += len(children[current])
-        bar.update(1)
     return results, children
 
 
-def _pool(roots, work, expand, jobs, threads, bar):
+def _pool(roots, work, expand, jobs, threads):
     results, children, running = {}, {}, {}
     context = multiprocessing.get_context("spawn")       # never fork a process that holds torch's threads
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
@@ -122,9 +136,6 @@ def _pool(roots, work, expand, jobs, threads, bar):
                     done = running.pop(future)
                     results[done] = _result(future)           # a job's error ends the run, here
                     children[done] = expand(done, results[done])
-                    bar.total += len(children[done])
-                    bar.update(1)
-                    bar.set_postfix_str(_label(done))
                     submit(children[done])
         except BaseException:
             for future in running:
@@ -144,8 +155,3 @@ def _result(future):
                            "'__main__':`, since each worker imports it again); rerun, or use one worker (jobs=1)") \
             from None
 
-
-def _label(j: Job) -> str:
-    p = dict(j.params)
-    name = p.get("name") or p.get("run_dir", "")
-    return f"{j.kind} {str(name).rsplit('/', 1)[-1]}"[:60]

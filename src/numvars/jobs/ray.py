@@ -15,7 +15,7 @@ def _run(work, job, threads: int):
     return work(job)
 
 
-def run_on_ray(roots, work, expand, jobs: int, address: str | None, threads: int, bar):
+def run_on_ray(roots, work, expand, jobs: int, address: str | None, threads: int):
     try:
         import ray
     except ImportError:
@@ -49,8 +49,6 @@ def run_on_ray(roots, work, expand, jobs: int, address: str | None, threads: int
                 except ray.exceptions.RayTaskError as e:        # a job's own error: raise it as itself
                     raise e.as_instanceof_cause() from None
                 children[done] = expand(done, results[done])
-                bar.total += len(children[done])
-                bar.update(1)
                 submit(children[done])
     finally:
         for ref in pending:

@@ -35,10 +35,15 @@ class GridDependents:
     `explain` covers, its plan's jobs (`explain.plan`), whose own results then unfold that plan. `grid` keeps
     each run's grid jobs: those are what the tables are made of."""
 
-    def __init__(self, preset: Preset, device: str):
+    def __init__(self, preset: Preset, device: str, planned_checkpoints: dict[str, int] | None = None):
+        """planned_checkpoints: run -> the dynamics alignments a plan counted for it before it trained (`Plan`);
+        those a run's real checkpoints do not need are told as skipped."""
         self.preset, self.device = preset, device
+        self.planned_checkpoints = planned_checkpoints or {}
         self.grid: dict[str, list[Job]] = {}
         self.plans: dict[str, object] = {}
+        self.skipped: list[tuple[str, str | None]] = []    # (run, kind) of planned jobs that will not run (kind
+        # None: none of the run's; it missed the criterion), its explain plans' included: what a bar credits
 
     def __call__(self, done: Job, result: dict, checkpoints: list[int] | None = None) -> list[Job]:
         """checkpoints: the epochs whose checkpoints exist (default: read from the run's metrics)."""
@@ -46,6 +51,7 @@ class GridDependents:
             plan = self.plans.get(done.get("run_dir"))
             return plan(done, result) if plan is not None else []
         if not result["summary"]["reached_criterion"]:
+            self.skipped.append((result["run_dir"], None))
             return []
         p, spec, run_dir = self.preset, done.get("spec"), result["run_dir"]
         gpu, out = _gpu(self.device), [job("eval", run_dir=run_dir, max_count=p.oor_max,
@@ -71,6 +77,7 @@ class GridDependents:
             for epoch in checkpoints:
                 out.append(das_job(run_dir, o, gpu, checkpoint=f"epoch_{int(epoch):06d}.safetensors",
                                    epoch=int(epoch)))
+            self.skipped += [(run_dir, "das")] * max(0, self.planned_checkpoints.get(run_dir, 0) - len(checkpoints))
         self.grid[run_dir] = list(out)
         if p.explain is not None and is_explained(p, spec.arch, spec.task, spec.d_model, spec.variant, spec.seed):
             out += self._explain(run_dir, dict(done.get("config")))
@@ -85,6 +92,7 @@ class GridDependents:
 
         plan = explain_plan(run_dir, build(from_mapping(config).model), _gpu(self.device), device=self.device,
                             **self.preset.explain)
+        plan.skipped = self.skipped                      # one list for the bar, whichever plan skips
         self.plans[run_dir] = plan
         return plan.roots()
 

@@ -19,6 +19,7 @@ from ..config import from_mapping
 from ..explain.runs import work
 from ..jobs.cache import align_runs, das_output
 from ..jobs.engine import Job, job, run_graph
+from ..jobs.progress import Progress
 from ..train_group import train_group
 from .presets import Preset, grid
 from .grid import GridDependents, assemble, train_job
@@ -29,11 +30,12 @@ PER_ALIGNMENT = ("seed", "program", "variable", "control", "k")   # options a da
 GROUPS = ("train_group", "das_group")
 
 
-def run_grouped(preset: Preset, out: Path, device: str, threads: int = 1, progress: bool = True, jobs: int = 1,
-                engine: str = "local", address: str | None = None) -> dict[str, pd.DataFrame]:
+def run_grouped(preset: Preset, out: Path, device: str, threads: int = 1, progress: bool | Progress = True,
+                jobs: int = 1, engine: str = "local", address: str | None = None,
+                planned_checkpoints: dict | None = None) -> dict[str, pd.DataFrame]:
     """`reproduce.run_jobs` with grouped jobs: the same raw tables."""
     roots = [train_job(spec, preset, out / "runs", device, threads) for spec in grid(preset)]
-    expand = GridDependents(preset, device)
+    expand = GridDependents(preset, device, planned_checkpoints)
     results, _ = run_graph(group_training(roots), work_grouped, GroupedDependents(expand), jobs=jobs, engine=engine,
                            address=address, threads=threads, progress=progress, desc=f"reproduce {preset.name}")
     return assemble(roots, ungroup(results), expand.grid)
@@ -71,6 +73,10 @@ class GroupedDependents:
 
     def __init__(self, expand: GridDependents):
         self.expand = expand
+
+    @property
+    def skipped(self) -> list:
+        return self.expand.skipped
 
     def __call__(self, done: Job, result: dict) -> list[Job]:
         if done.kind == "train_group":

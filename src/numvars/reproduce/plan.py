@@ -12,7 +12,8 @@ from __future__ import annotations
 import heapq
 import json
 import math
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -20,7 +21,9 @@ import pandas as pd
 
 from ..jobs.cache import finished, is_done
 from ..jobs.costs import Costs, expected_epochs, hms
+from ..explain.plan import planned_seconds
 from ..jobs.engine import Job
+from ..jobs.progress import Budget
 from .presets import Preset, grid, train_overrides
 from ..train import checkpoint_epochs, finished_summary
 
@@ -31,12 +34,18 @@ class Plan:
     wall_seconds: float           # estimated wall time on `workers`
     workers: int
     source: str                   # where the costs came from
+    rows: list = field(default_factory=list)   # (group, kind, job or None, done, seconds) of every planned job
+    checkpoints: dict = field(default_factory=dict)   # run -> the dynamics alignments counted for it
+
+    def budget(self) -> Budget:
+        """What a progress bar over this plan expects (groups: run directories, and "align_models")."""
+        return Budget.of(self.rows, self.wall_seconds)
 
     def render(self) -> str:
         t = self.counts
-        lines = [f"{'job':<10}{'total':>8}{'done':>8}{'to run':>8}{'CPU time':>12}"]
-        lines += [f"{r.kind:<10}{r.jobs:>8}{r.done:>8}{r.to_run:>8}{hms(r.seconds):>12}" for r in t.itertuples()]
-        lines.append(f"{'all':<10}{t['jobs'].sum():>8}{t['done'].sum():>8}{t['to_run'].sum():>8}"
+        lines = [f"{'job':<13}{'total':>8}{'done':>8}{'to run':>8}{'CPU time':>12}"]
+        lines += [f"{r.kind:<13}{r.jobs:>8}{r.done:>8}{r.to_run:>8}{hms(r.seconds):>12}" for r in t.itertuples()]
+        lines.append(f"{'all':<13}{t['jobs'].sum():>8}{t['done'].sum():>8}{t['to_run'].sum():>8}"
                      f"{hms(t['seconds'].sum()):>12}")
         lines.append(f"estimated wall time with {self.workers} worker(s): {hms(self.wall_seconds)} "
                      f"(costs: {self.source})")
@@ -81,31 +90,35 @@ def plan(preset: Preset, out: Path, workers: int, device: str = "cpu", threads: 
     costs = Costs.load(out)
     roots = [train_job(spec, preset, out / "runs", device, threads) for spec in grid(preset)]
     expand = GridDependents(preset, device)
-    rows, tasks = [], []                   # (kind, done, seconds); (seconds, parent index) for the simulation
+    rows, tasks = [], []          # (group, kind, job, done, seconds); (seconds, parent index) for the simulation
+    checkpoints: dict[str, int] = {}
+
+    def add(group: str, kind: str, j: Job | None, done: bool, seconds: float, parent: int | None) -> None:
+        rows.append((group, kind, j, done, seconds))
+        tasks.append((seconds, parent))
+
     for index, root in enumerate(roots):
         spec = root.get("spec")
         result = _expected_result(root, costs)
+        group = result["run_dir"]
         seconds = 0.0 if result["done"] else job_cost(costs, root, spec.arch, spec.task, preset, spec.d_model)
-        rows.append(("train", result["done"], seconds))
-        tasks.append((seconds, None))
+        add(group, "train", root, result["done"], seconds, None)
         for child in _children(expand, root, result):
+            if child.get("checkpoint"):
+                checkpoints[group] = checkpoints.get(group, 0) + 1
             done = result["done"] and is_done(child)
             cost = 0.0 if done else job_cost(costs, child, spec.arch, spec.task, preset, spec.d_model)
-            rows.append((child.kind, done, cost))
-            tasks.append((cost, index))
-        for kind, cost, done in _explain_after(expand, result["run_dir"], spec.arch, costs) if result["done"] else \
-                _unknown_after(expand, result["run_dir"], spec.arch, costs):        # explain's later jobs
-            rows.append((kind, done, cost))
-            tasks.append((cost, index))
+            add(group, child.kind, child, done, cost, index)
+        for kind, j, done, cost in _explain_after(expand, group, spec.arch, costs, result["done"]):
+            add(group, kind, j, done, cost, index)                          # explain's later jobs
         for cost in _align_models_costs(preset, spec, costs):            # cross-model alignments, after the grid
-            rows.append(("align_models", False, cost))
-            tasks.append((cost, index))
-    frame = pd.DataFrame(rows, columns=["kind", "done", "seconds"])
+            add("align_models", "align_models", None, False, cost, index)
+    frame = pd.DataFrame([r[1:2] + r[3:] for r in rows], columns=["kind", "done", "seconds"])
     counts = frame.groupby("kind", sort=False).agg(jobs=("done", "size"), done=("done", "sum"),
                                                   seconds=("seconds", "sum")).reset_index()
     counts["to_run"] = counts["jobs"] - counts["done"]
     return Plan(counts[["kind", "jobs", "done", "to_run", "seconds"]], _simulate(tasks, workers), workers,
-                costs.source)
+                costs.source, rows, checkpoints)
 
 
 def _align_models_costs(preset: Preset, spec, costs: Costs) -> list[float]:
@@ -117,29 +130,36 @@ def _align_models_costs(preset: Preset, spec, costs: Costs) -> list[float]:
     return [4 * costs.das(spec.arch, fitted) for a, _ in preset.align_models if a == (spec.arch, spec.task, spec.seed)]
 
 
-def _explain_after(expand, run_dir: str, arch: str, costs: Costs) -> list[tuple[str, float, bool]]:
-    """explain's jobs that follow its first ones: (kind, seconds, done). Where the first ones are done, the plan
-    unfolds from their results on disk exactly as it will run; else an untrained control per variable and the
-    evidence job are counted as if all of them ran (controls run only where the rule can use them)."""
+def _explain_after(expand, run_dir: str, arch: str, costs: Costs, trained: bool) \
+        -> list[tuple[str, Job | None, bool, float]]:
+    """explain's jobs that follow its first ones: (kind, job or None, done, seconds). For a trained run the plan
+    unfolds from the results on disk as it will run (a job found done names what follows it; one still to run is
+    costed); what no result tells yet (a control the rule has not decided, the evidence, the k sweep) is
+    counted as if it ran: controls and the sweep at their bound."""
     plan = expand.plans.get(run_dir)
     if plan is None:
         return []
-    roots = [j for j in plan.roots() if j.get("run_dir") == run_dir]
-    out, queue = [], list(roots)
-    while queue:
-        j = queue.pop(0)
-        result = finished(j)
-        if result is None:
-            return out + [(kind, seconds, False) for kind, _, seconds in plan.conditional(arch, costs)]
-        if j not in roots:
-            out.append((j.kind, 0.0, True))
-        queue += plan(j, result)
+    out = []
+    if trained:
+        roots = [j for j in plan.roots() if j.get("run_dir") == run_dir]
+        queue, seen = list(roots), set()
+        while queue:
+            j = queue.pop(0)
+            if j in seen:
+                continue
+            seen.add(j)
+            result = finished(j)
+            if j not in roots:
+                out.append((j.kind, j, result is not None, 0.0 if result is not None else planned_seconds(costs, arch, j)))
+            if result is not None:
+                queue += plan(j, result)
+    reached = Counter(kind for kind, *_ in out) + Counter(kind for run, kind in plan.skipped if run == run_dir)
+    for kind, _, seconds in plan.conditional(arch, costs):
+        if reached[kind] > 0:
+            reached[kind] -= 1
+        else:
+            out.append((kind, None, False, seconds))
     return out
-
-
-def _unknown_after(expand, run_dir: str, arch: str, costs: Costs) -> list[tuple[str, float, bool]]:
-    plan = expand.plans.get(run_dir)
-    return [] if plan is None else [(kind, seconds, False) for kind, _, seconds in plan.conditional(arch, costs)]
 
 
 def _children(expand, root: Job, result: dict) -> list[Job]:

@@ -24,24 +24,29 @@ from ..device import resolve_device, setup_threads
 from ..errors import NumvarsError
 from ..explain.runs import work
 from ..jobs.engine import check_jobs, default_jobs, job, run_graph
+from ..jobs.progress import Progress
 from ..paths import check_length
 from .grid import GridDependents, assemble, is_explained, train_job
+from .plan import plan
 from .presets import PRESETS, Preset, grid
 
-def run_jobs(preset: Preset, out: Path, device: str = "cpu", threads: int = 1, progress: bool = True,
-             jobs: int = 1, engine: str = "local", address: str | None = None) -> dict[str, pd.DataFrame]:
-    """Run (or reuse) every job of a preset and return the raw tables."""
+def run_jobs(preset: Preset, out: Path, device: str = "cpu", threads: int = 1, progress: bool | Progress = True,
+             jobs: int = 1, engine: str = "local", address: str | None = None,
+             planned_checkpoints: dict | None = None) -> dict[str, pd.DataFrame]:
+    """Run (or reuse) every job of a preset and return the raw tables. progress: a bar over the preset's plan
+    (`reproduce` makes one; planned_checkpoints: its `Plan.checkpoints`), or whether to show one that follows
+    the jobs as they are named."""
     if device.startswith("cuda"):                      # on a GPU: many small jobs as a few grouped ones
         from .grouped import run_grouped
-        return run_grouped(preset, out, device, threads, progress, jobs, engine, address)
+        return run_grouped(preset, out, device, threads, progress, jobs, engine, address, planned_checkpoints)
     roots = [train_job(spec, preset, out / "runs", device, threads) for spec in grid(preset)]
-    expand = GridDependents(preset, device)
+    expand = GridDependents(preset, device, planned_checkpoints)
     results, _ = run_graph(roots, work, expand, jobs=jobs, engine=engine, address=address, threads=threads,
                            progress=progress, desc=f"reproduce {preset.name}")
     return assemble(roots, results, expand.grid)
 
 
-def after_grid(preset: Preset, out: Path, runs: pd.DataFrame, device: str, jobs: int, progress: bool) \
+def after_grid(preset: Preset, out: Path, runs: pd.DataFrame, device: str, jobs: int, progress: bool | Progress) \
         -> dict[str, pd.DataFrame]:
     """After the grid: `explain` on each main model of the explain seeds (its page under the run), and the
     cross-model alignments of the preset's model pairs. Both reuse every finished job."""
@@ -106,8 +111,15 @@ def reproduce(preset: str | Preset = "quick", out=None, device: str = "auto", th
     setup_threads(threads, torch.device(dev))
     jobs = default_jobs() if jobs is None else jobs
     started = time.time()
-    tables = run_jobs(p, out, dev, threads, progress, jobs, engine, address)
-    tables.update(after_grid(p, out, tables["runs"], dev, jobs, progress))
+    planned = plan(p, out, jobs, dev, threads) if progress else None
+    bar = Progress(planned and planned.budget(), f"reproduce {p.name}", enabled=progress,
+                   phases={"train": "training done"})
+    try:
+        tables = run_jobs(p, out, dev, threads, bar, jobs, engine, address, planned and planned.checkpoints)
+        bar.phase("grid done: evaluations, alignments, full swaps and explain's jobs")
+        tables.update(after_grid(p, out, tables["runs"], dev, jobs, bar))
+    finally:
+        bar.close()
     for name, df in tables.items():
         io.write_table(out / "tables" / f"{name}.csv", df)
     io.write_json(out / "meta.json", {
@@ -117,4 +129,6 @@ def reproduce(preset: str | Preset = "quick", out=None, device: str = "auto", th
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     analyze(out)
-    return render(out)
+    report = render(out)
+    bar.phase(f"report written: {report}")
+    return report
