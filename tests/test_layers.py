@@ -21,7 +21,7 @@ import pytest
 SRC = Path(__file__).parents[1] / "src"
 LAYERS = [
     ["numvars", "numvars.errors", "numvars.options", "numvars.io", "numvars.paths", "numvars.stats", "numvars.device",
-     "numvars.versions", "numvars.pages"],
+     "numvars.versions", "numvars.pages", "numvars.explorer"],
     ["numvars.tasks"],
     ["numvars.models", "numvars.programs"],
     ["numvars.config", "numvars.loaders", "numvars.train", "numvars.train_group", "numvars.resume",

@@ -43,7 +43,8 @@ def load(align_dir) -> pd.DataFrame:
 
 def select(trials: pd.DataFrame, failed: bool = False, nontrivial: bool = False, distinguishing: bool = False,
            phases: tuple[str, ...] | None = None, counts: tuple[int, int] | None = None) -> pd.DataFrame:
-    """The trials that pass every filter given (counts: the base's count, low..high inclusive)."""
+    """The trials that pass every filter given (counts: low..high, inclusive, holding both the base's and the
+    source's count)."""
     keep = pd.Series(True, index=trials.index)
     if failed:
         keep &= ~trials["correct"]
@@ -54,7 +55,7 @@ def select(trials: pd.DataFrame, failed: bool = False, nontrivial: bool = False,
     for column, phase in zip(("phase_t", "phase_u"), phases or ()):
         keep &= trials[column] == phase
     if counts is not None:
-        keep &= trials["base_count"].between(*counts)
+        keep &= trials["base_count"].between(*counts) & trials["source_count"].between(*counts)
     return trials[keep]
 
 
