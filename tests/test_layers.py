@@ -29,7 +29,7 @@ LAYERS = [
     ["numvars.align"],
     ["numvars.jobs"],
     ["numvars.explain", "numvars.analysis", "numvars.figures"],
-    ["numvars.report"],
+    ["numvars.report", "numvars.report_trials"],
     ["numvars.reproduce"],
     ["numvars.cli"],
 ]
