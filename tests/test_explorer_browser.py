@@ -1,4 +1,4 @@
-"""The trial explorer in headless Chromium: an explain page and a report built from a tiny trained run. A
+"""The trial explorer in headless Chromium (and, without it, the explain page's caption): an explain page and a report built from a tiny trained run. A
 driver script (explorer_driver.js), injected into a copy of each page, picks every alignment, applies each
 filter, clicks heatmap cells and opens a trial; what the page then shows is checked against the alignment
 folders' own files (trials.parquet, pairs.parquet). DOM assertions, no screenshots."""
@@ -21,7 +21,6 @@ from numvars.train import train
 from test_report import _chromium, write_results
 
 DRIVER = Path(__file__).with_name("explorer_driver.js")
-pytestmark = pytest.mark.browser
 
 
 def alignment_folder(run_dir: Path, program: str, variable: str) -> Path:
@@ -106,6 +105,7 @@ def check_trial(detail: dict, trials: pd.DataFrame) -> None:
     assert logprobs == ["" if v == "-" else f"{float(v):.2f}" for v in r["token_logprob"].split()]
 
 
+@pytest.mark.browser
 def test_the_explain_pages_explorer_filters_lists_cells_and_shows_a_trial_as_saved(built, tmp_path):
     page, _, folders = built
     seen = drive(page, 0, tmp_path)
@@ -119,6 +119,7 @@ def test_the_explain_pages_explorer_filters_lists_cells_and_shows_a_trial_as_sav
     check_trial(seen["detail"], trials)
 
 
+@pytest.mark.browser
 def test_the_reports_explorer_shows_the_headline_alignments_saved_trials(built, tmp_path):
     _, page, folders = built
     probe = drive(page, 0, tmp_path)
@@ -133,3 +134,14 @@ def test_the_reports_explorer_shows_the_headline_alignments_saved_trials(built, 
     assert others and all("no trials saved" in a["note"] for a in others)
     check_filters(seen, shown, pd.read_parquet(folders["count"] / "pairs.parquet"))
     check_trial(seen["detail"], shown)
+
+
+def test_the_explain_pages_count_by_count_caption_names_the_models_own_size_once(built):
+    """The caption once read "GRU, Multi-Object, d = 0" under a d = 20 model's heatmap: it names the model
+    explained (here a d = 12 GRU on Single-Object) and its size, once."""
+    page = html.unescape(built[0].read_text())
+    caption = re.search(r"by the base's and the source's count at the swapped positions \((.*?); blank: no pairs\)", page)
+    assert caption, "no count-by-count caption"
+    text = caption.group(1)
+    assert text.startswith("gru on single_object, d = 12, 1 run(s)") and text.count("d = ") == 1, text
+    assert "Multi-Object" not in text and "d = 0" not in text
