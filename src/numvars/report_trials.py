@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import loaders
-from .align.trials import choose
+from .align.trials import cut
 from .errors import NumvarsError
 from .explorer import Shown
 from .paths import inside
@@ -56,7 +56,4 @@ def _read(folder: Path, label: str, limit: int) -> Shown:
         return Shown(label, None, None, f"no trials shown: {e}")
     if trials is None:
         return Shown(label, None, pairs, "no trials saved for this alignment")
-    if len(trials) > limit:
-        pick = choose(~trials["correct"].to_numpy(bool), trials["distinguishing"].to_numpy(bool), limit)
-        trials = trials.iloc[pick].reset_index(drop=True)
-    return Shown(label, trials, pairs)
+    return Shown(label, cut(trials, limit), pairs)

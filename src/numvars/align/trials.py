@@ -45,11 +45,19 @@ def choose(failed: np.ndarray, distinguishing: np.ndarray, limit: int = MAX_TRIA
     return np.flatnonzero(taken)
 
 
+def cut(trials: pd.DataFrame, limit: int = MAX_TRIALS) -> pd.DataFrame:
+    """A saved sample (or several pooled) cut down to `limit` trials the way `choose` picks them."""
+    if len(trials) <= limit:
+        return trials
+    pick = choose(~trials["correct"].to_numpy(bool), trials["distinguishing"].to_numpy(bool), limit)
+    return trials.iloc[pick].reset_index(drop=True)
+
+
 def rival_predictions(pairs: Pairs, program: str, task: Task) -> dict[str, Pairs]:
     """name -> the same swap under each other built-in program: one per core variable (`up_up.demo_count`),
     or the whole program when it has no variables (`ctx_distributed`: nothing to swap, no change)."""
     out = {}
-    for name, cls in PROGRAMS.items():
+    for name in PROGRAMS:
         if name == program:
             continue
         rival = get_program(name)

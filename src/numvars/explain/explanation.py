@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..align.trials import MAX_TRIALS, choose
+from ..align.trials import MAX_TRIALS, cut
 from ..explorer import Shown
 from ..stats import pooled_ci
 from .evidence import Evidence, Record
@@ -132,10 +132,7 @@ def shown_alignments(x: Explanation, records: list[list[Record]], limit: int = M
     for key in sorted(groups, key=lambda k: (k not in best, k)):
         members = groups[key]
         saved = [r.trials.assign(seed=r.seed) for r in members if r.trials is not None]
-        trials = pd.concat(saved, ignore_index=True) if saved else None
-        if trials is not None and len(trials) > limit:
-            trials = trials.iloc[choose(~trials["correct"].to_numpy(bool), trials["distinguishing"].to_numpy(bool),
-                                        limit)].reset_index(drop=True)
+        trials = cut(pd.concat(saved, ignore_index=True), limit) if saved else None
         program, variable, site, map_, k, control = key
         label = f"{title(program)}: {variable} at {site}, {map_} map, k = {k}" + \
             ("" if control == "none" else f", control {control}") + (" (best)" if key in best else "")
