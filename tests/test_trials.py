@@ -81,6 +81,16 @@ def test_numvars_trials_prints_plain_text_with_filters(aligned, capsys):
     assert heads and all(": wrong" in h and "(demo), u = " in h and "(response)" in h for h in heads)
 
 
+def test_on_a_terminal_differences_are_red_and_the_swap_positions_reversed(aligned):
+    from numvars.align import trial_text
+
+    text = trial_text.show(aligned[1], n=1, colour=True, failed=True)
+    assert "\033[31mwrong\033[0m" in text and "\033[7m" in text and "*" not in text.split("\n", 3)[3]
+    lines = text.splitlines()
+    model = next(line for line in lines if line.startswith("  model "))
+    assert "\033[31m" in model                         # a failed trial: the model's wrong tokens in red
+
+
 @pytest.mark.parametrize("damage, args, words", [
     ("none", ["--phase", "middle"], ["--phase 'middle'", "demo, T, response"]),
     ("none", ["--phase", "demo,T,response"], ["--phase"]),

@@ -45,9 +45,10 @@ def sequence_logprob(logits: Tensor, targets: Tensor, on: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def score(intervention, pairs: Pairs, free: bool = True, chunk: int = 1024) -> Scores:
+def score(intervention, pairs: Pairs, free: bool = True, chunk: int = 1024, tokens: bool = False) -> Scores:
     """IIA verdicts per pair of an `Intervention` on pairs with cached states, teacher-forced and (optionally)
-    free-running."""
+    free-running; with `tokens`, also each pair's predicted tokens and per-token log-probabilities (what a saved
+    trial shows; (N, M) each, so only the test set keeps them)."""
     site = intervention.site
     correct, correct_free, gens, logprobs, tok_right, tok_total, loss_sum = [], [], [], [], 0, 0, 0.0
     predicted, token_lp = [], []
@@ -58,10 +59,12 @@ def score(intervention, pairs: Pairs, free: bool = True, chunk: int = 1024) -> S
             state = intervention.state(c)
             logits = site.run(c, state)
             loss_sum += float(F.cross_entropy(logits[scored], c.cont[scored], reduction="sum"))
-            token_lp.append(token_logprob(logits, c.cont, scored))
-            logprobs.append(token_lp[-1].sum(1))
-            predicted.append(logits.argmax(-1))
-            right = (predicted[-1] == c.cont) | ~scored
+            per_token, guess = token_logprob(logits, c.cont, scored), logits.argmax(-1)
+            logprobs.append(per_token.sum(1))
+            if tokens:
+                token_lp.append(per_token)
+                predicted.append(guess)
+            right = (guess == c.cont) | ~scored
             correct.append(right.all(1))
             tok_right += int((right & scored).sum())
             tok_total += int(scored.sum())
@@ -71,11 +74,11 @@ def score(intervention, pairs: Pairs, free: bool = True, chunk: int = 1024) -> S
                 correct_free.append(((gen == c.cont) | ~scored).all(1))
     correct, logprob = torch.cat(correct).cpu(), torch.cat(logprobs).cpu()
     accuracy, mean_loss = tok_right / max(tok_total, 1), loss_sum / max(tok_total, 1)
-    tokens = dict(predicted=torch.cat(predicted).cpu(), token_logprob=torch.cat(token_lp).cpu())
+    shown = dict(predicted=torch.cat(predicted).cpu(), token_logprob=torch.cat(token_lp).cpu()) if tokens else {}
     if free:
         return Scores(correct, torch.cat(correct_free).cpu(), _pad_cat(gens).cpu(), accuracy, mean_loss, logprob,
-                      **tokens)
-    return Scores(correct, correct, None, accuracy, mean_loss, logprob, **tokens)
+                      **shown)
+    return Scores(correct, correct, None, accuracy, mean_loss, logprob, **shown)
 
 
 def _pad_cat(xs: list[Tensor]) -> Tensor:

@@ -289,7 +289,7 @@ def validate(p: Prepared) -> float:
 
 def result(p: Prepared, task: Task, history, epochs: int, steps: int, val_iia: float, started: float) -> DASResult:
     """Score the fitted map on the test pairs (the model still frozen) and collect everything."""
-    test = score(p.intervention, p.test)
+    test = score(p.intervention, p.test, tokens=True)
     tested = p.split(p.sampled, "test")
     frame = pair_frame(tested, test, task.resp_id, task.vocab["EOS"])
     sampled = trials.sample(tested, frame, test, task, p.program, f"{p.program}.{','.join(p.variables)}")
