@@ -63,6 +63,18 @@ def test_every_command_has_help(command, capsys):
     assert out.startswith(f"usage: numvars {command}")
 
 
+@pytest.mark.parametrize("command", commands())
+def test_help_states_each_default_once(command, capsys):
+    """A key whose help names its default ("(default d/2)") is not followed by "(default None)" as well."""
+    import re
+
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())             # wrapped lines joined
+    twice = re.search(r"\(default[^()]*(\([^()]*\)[^()]*)*\) \(default", text)
+    assert twice is None, text[max(twice.start() - 60, 0):twice.end() + 20]
+
+
 def test_train_help_lists_every_config_key(capsys):
     from numvars.config import KEYS
 

@@ -21,7 +21,7 @@ import pytest
 SRC = Path(__file__).parents[1] / "src"
 LAYERS = [
     ["numvars", "numvars.errors", "numvars.options", "numvars.io", "numvars.paths", "numvars.stats", "numvars.device",
-     "numvars.versions", "numvars.pages"],
+     "numvars.versions", "numvars.pages", "numvars.explorer"],
     ["numvars.tasks"],
     ["numvars.models", "numvars.programs"],
     ["numvars.config", "numvars.loaders", "numvars.train", "numvars.train_group", "numvars.resume",
@@ -29,7 +29,7 @@ LAYERS = [
     ["numvars.align"],
     ["numvars.jobs"],
     ["numvars.explain", "numvars.analysis", "numvars.figures"],
-    ["numvars.report"],
+    ["numvars.report", "numvars.report_trials"],
     ["numvars.reproduce"],
     ["numvars.cli"],
 ]

@@ -276,6 +276,22 @@ def test_report_is_self_contained_and_compares_with_the_paper(results):
     assert html.escape(report.FIDELITY_NOTES[("transformer", "same_object", "full_swap", "—")], quote=True) in page
 
 
+def test_report_opens_with_the_findings_and_ends_with_what_ran(results):
+    """Ours beside the paper first, then the verdicts, figures and trials; the protocol and what ran (preset,
+    grid, versions, hardware) last."""
+    _, _, path = results
+    page = path.read_text()
+    sections = re.findall(r"<section id='([^']+)'", page)
+    assert sections[0] == "headline" and sections[-2:] == ["protocol", "what-ran"], sections
+    assert sections.index("analyses") < sections.index("trials") < sections.index("protocol")
+    nav = re.findall(r"<a href='#([^']+)'>", page.split("</nav>")[0])
+    assert nav[0] == "headline" and nav[-1] == "what-ran"
+    # the synthetic results name no alignment folder: the explorer lists the alignments and says why it is empty
+    data = json.loads(page.split("id='trial-data'>", 1)[1].split("</script>", 1)[0])
+    assert data["alignments"] and all("not in this results folder" in a["note"] and not a["trials"]
+                                      for a in data["alignments"])
+
+
 def test_paper_comparison_verdicts(results):
     _, out, _ = results
     cmp = report.paper_comparison(out["headline"]).set_index(["arch", "task", "measure", "map"])["verdict"]

@@ -151,9 +151,10 @@ def fig_dynamics(dyn: pd.DataFrame):
                  "and their pooled correlation.")
 
 
-def fig_gradience_heatmap(grid: pd.DataFrame, d_model: int, label: str = "GRU, Multi-Object, all seeds pooled"):
+def fig_gradience_heatmap(grid: pd.DataFrame, label: str):
+    """`label` names the model(s) and their size, e.g. "GRU, Multi-Object, d = 20, all seeds pooled"."""
     if grid.empty:
-        raise Skip(f"no gradience pairs for GRU Multi-Object at d_model={d_model}")
+        raise Skip(f"no Up-Down count pairs ({label})")
     pivot = grid.pivot(index="base_value", columns="source_value", values="iia")
     fig, axes = _figure(width=6.0, height=4.8)
     ax = axes[0][0]
@@ -164,7 +165,7 @@ def fig_gradience_heatmap(grid: pd.DataFrame, d_model: int, label: str = "GRU, M
     ax.set_ylabel("base count value (tokens)")
     fig.colorbar(image, ax=ax, label=IIA_LABEL)
     return fig, (f"Fraction of test pairs intervened correctly, by the base's and the source's count at the "
-                 f"swapped positions ({label}, d = {d_model}; blank: no pairs).")
+                 f"swapped positions ({label}; blank: no pairs).")
 
 
 def fig_gradience_diff(diff: pd.DataFrame):

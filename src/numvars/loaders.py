@@ -33,10 +33,12 @@ from .paths import inside, run_folder
 # The kind of every column numvars writes in a table, by name (a column means the same in every table);
 # any other column is text.
 INT = ("d_model", "seed", "k", "n", "count", "epoch", "epochs", "pc", "pairs", "fullswap_n", "n_after",
-       "base_value", "source_value", "abs_diff", "trials", "step", "pair", "run")
+       "base_value", "source_value", "abs_diff", "trials", "step", "pair", "run", "t", "u", "base_count",
+       "source_count")
 INT_OR_NONE = ("criterion_epoch", "signed_error")
 BOOL = ("reached_criterion", "correct", "trivial", "is_default_site", "checkpoint", "held_out",
-        "in_training_range", "ok", "a_ok", "b_ok", "a_on_b", "b_on_a", "correct_free", "same_token")
+        "in_training_range", "ok", "a_ok", "b_ok", "a_on_b", "b_on_a", "correct_free", "same_token",
+        "distinguishing")
 NUMBER = ("iia", "iia_free", "iia_nontrivial", "token_accuracy", "val_iia", "accuracy", "trial_accuracy", "mean",
           "ci_low", "ci_high", "nontrivial_mean", "untrained_mean", "random_mean", "identity_mean", "fullswap_mean",
           "fullswap_ci_low", "fullswap_ci_high", "r", "p", "iia_at_criterion", "iia_last", "r_after", "fraction",
@@ -240,6 +242,22 @@ def read_job_table(folder: Path, kind: str) -> pd.DataFrame:
     """A job's per-pair (or per-trial) table, with the columns that numvars reads from it."""
     _, name, columns = RESULTS[kind]
     return read_frame(inside(folder, name), columns, f"delete {folder} and rerun the command")
+
+
+# trials.parquet of an alignment (`align.trials`): token sequences as space-separated token names, `scored` a
+# 0/1 string per continuation token, `token_logprob` per token ("-" where not scored), `predictions` JSON
+TRIALS = ("pair", "variable", "base", "source", "t", "u", "base_count", "source_count", "base_value",
+          "source_value", "phase_t", "phase_u", "trivial", "distinguishing", "correct", "correct_free", "logprob",
+          "expected", "scored", "model", "model_free", "token_logprob", "predictions")
+
+
+def read_trials(folder: Path) -> pd.DataFrame | None:
+    """An alignment's saved trial sample (trials.parquet, `align.trials`), or None when it has none (a folder
+    written before numvars saved trials); a damaged file is a one-line error."""
+    path = inside(folder, "trials.parquet")
+    if not path.is_file():
+        return None
+    return read_frame(path, TRIALS, f"delete {path} and rerun the alignment to sample its trials again")
 
 
 EVIDENCE = {"best": ("program", "variable", "site", "map", "k", "val_iia", "iia"),

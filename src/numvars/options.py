@@ -23,13 +23,16 @@ def opt(default, help: str):
 
 
 def help_lines(cls, exclude: tuple[str, ...] = (), width: int = 15) -> str:
-    """`key  help (default …)` for each field of an options dataclass, wrapped, for a command's --help."""
+    """`key  help (default …)` for each field of an options dataclass, wrapped, for a command's --help; a help
+    text that already names its default (`(default d/2)`) is not given the field's value (often None) too."""
     import textwrap
 
     lines = []
     for f in fields(cls):
         if f.name not in exclude:
-            text = f"{f.metadata.get('help', '')} (default {f.default})"
+            text = f.metadata.get("help", "")
+            if "(default" not in text:         # a help that states its own default (e.g. "d/2") says it once
+                text += f" (default {f.default})"
             lines += textwrap.wrap(text, 100, initial_indent=f"  {f.name:<{width}} ", subsequent_indent=" " * (width + 3))
     return "\n".join(lines)
 

@@ -1,7 +1,8 @@
 """The reproduction report: one self-contained HTML page, RESULTS/report.html.
 
-It states what ran (meta.json, runs.csv), sets our headline numbers beside the paper's Figure 2,
-and shows every analysis with its figure, caption and a small table. Figures are embedded as
+It opens with the findings: our headline numbers beside the paper's Figure 2, the verdicts, every
+analysis with its figure, caption and a small table, and the trial explorer (`report_trials`); what ran
+(meta.json, runs.csv) and by which protocol come last. Figures are embedded as
 base64 PNG data URIs and the CSS is inline, so the page opens from disk with nothing to fetch.
 All text is escaped. A small inline script marks `<body data-figures-loaded="N/M">` once the page
 has loaded (N of the M images decoded), for headless-browser checks.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import analysis, io, loaders
+from . import analysis, explorer, io, loaders, report_trials
 from . import figures as F
 from . import pages as h
 from .analysis.stats import INTERVALS
@@ -70,12 +71,17 @@ def paper_comparison(headline: pd.DataFrame) -> pd.DataFrame:
 def render(results_dir) -> Path:
     """Write RESULTS/report.html (running the analyses first where they are missing or stale)."""
     root = Path(results_dir)
-    _, meta = analysis.load_results(root)            # validates the results directory
+    raw, meta = analysis.load_results(root)          # validates the results directory
     tables = {**_analysis(root), "train_max": training_range(meta)}
     d_model = int(meta.get("config", {}).get("d_model", 20))
-    body = "\n".join([_header(root, meta), _what_ran(meta, tables), _protocol(meta), _headline(tables["headline"], d_model),
-                      _variants(tables["variants"]), _explained(root, tables["explain"], tables["align_models"]),
-                      _analyses(root, tables)])
+    trials = explorer.section(report_trials.shown(root, raw["iia"], tables["runs"], d_model),
+                              f"The saved test trials of each headline alignment (at most "
+                              f"{report_trials.REPORT_TRIALS} each, failures and the pairs where the programs "
+                              f"disagree included; every alignment folder holds up to 300).")
+    # findings first (ours beside the paper, the verdicts, the figures), what ran and how at the end
+    body = "\n".join([_header(root, meta), _headline(tables["headline"], d_model), _variants(tables["variants"]),
+                      _explained(root, tables["explain"], tables["align_models"]), _analyses(root, tables), trials,
+                      _protocol(meta), _what_ran(meta, tables)])
     return io.write_text(inside(root) / "report.html", h.page("numvars reproduction report", body))
 
 
@@ -97,9 +103,9 @@ def _analysis(root: Path) -> dict[str, pd.DataFrame]:
 
 def _header(root: Path, meta: dict) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    links = "".join(f"<a href='#{a}'>{h.e(t)}</a>" for a, t in (("what-ran", "What ran"), ("protocol", "Protocol"),
-                                                                ("headline", "Headline"), ("beyond", "Beyond the paper"),
-                                                                ("analyses", "Analyses")))
+    links = "".join(f"<a href='#{a}'>{h.e(t)}</a>" for a, t in (("headline", "Headline"), ("beyond", "Beyond the paper"),
+                                                                ("analyses", "Analyses"), ("trials", "Trials"),
+                                                                ("protocol", "Protocol"), ("what-ran", "What ran")))
     return (f"<header><h1>numvars reproduction report</h1><p class='sub'>Grant, Goodman &amp; McClelland, "
             f"“Emergent Symbol-like Number Variables in Artificial Neural Networks” (TMLR 2025) — preset "
             f"<b>{h.e(meta.get('preset', 'unknown'))}</b>, results in <code>{h.e(root.resolve())}</code>, "

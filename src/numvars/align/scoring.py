@@ -24,25 +24,34 @@ class Scores:
     token_accuracy: float
     loss: float                 # mean cross-entropy over scored tokens (teacher-forced)
     logprob: Tensor | None = None   # (N,) log-probability of the whole expected continuation (its scored tokens)
+    predicted: Tensor | None = None       # (N, M) teacher-forced predictions (what the verdict compares)
+    token_logprob: Tensor | None = None   # (N, M) log-probability of each expected token (0 where not scored)
 
 
 def loss(logits: Tensor, targets: Tensor, on: Tensor) -> Tensor:
     return F.cross_entropy(logits[on], targets[on])
 
 
+def token_logprob(logits: Tensor, targets: Tensor, on: Tensor) -> Tensor:
+    """(N, M) log-probability of each target where `on`, 0 elsewhere."""
+    token = torch.log_softmax(logits.float(), -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return torch.where(on, token, 0.0)
+
+
 def sequence_logprob(logits: Tensor, targets: Tensor, on: Tensor) -> Tensor:
     """(N,) summed log-probability of the targets where `on`: the continuous counterpart of a trial's verdict
     (0 when the model is certain of every expected token, very negative when it expects something else)."""
-    token = torch.log_softmax(logits.float(), -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return torch.where(on, token, 0.0).sum(1)
+    return token_logprob(logits, targets, on).sum(1)
 
 
 @torch.no_grad()
-def score(intervention, pairs: Pairs, free: bool = True, chunk: int = 1024) -> Scores:
+def score(intervention, pairs: Pairs, free: bool = True, chunk: int = 1024, tokens: bool = False) -> Scores:
     """IIA verdicts per pair of an `Intervention` on pairs with cached states, teacher-forced and (optionally)
-    free-running."""
+    free-running; with `tokens`, also each pair's predicted tokens and per-token log-probabilities (what a saved
+    trial shows; (N, M) each, so only the test set keeps them)."""
     site = intervention.site
     correct, correct_free, gens, logprobs, tok_right, tok_total, loss_sum = [], [], [], [], 0, 0, 0.0
+    predicted, token_lp = [], []
     with parametrize.cached():
         for i in range(0, len(pairs), chunk):
             c = pairs.select(slice(i, i + chunk))
@@ -50,8 +59,12 @@ def score(intervention, pairs: Pairs, free: bool = True, chunk: int = 1024) -> S
             state = intervention.state(c)
             logits = site.run(c, state)
             loss_sum += float(F.cross_entropy(logits[scored], c.cont[scored], reduction="sum"))
-            logprobs.append(sequence_logprob(logits, c.cont, scored))
-            right = (logits.argmax(-1) == c.cont) | ~scored
+            per_token, guess = token_logprob(logits, c.cont, scored), logits.argmax(-1)
+            logprobs.append(per_token.sum(1))
+            if tokens:
+                token_lp.append(per_token)
+                predicted.append(guess)
+            right = (guess == c.cont) | ~scored
             correct.append(right.all(1))
             tok_right += int((right & scored).sum())
             tok_total += int(scored.sum())
@@ -61,9 +74,11 @@ def score(intervention, pairs: Pairs, free: bool = True, chunk: int = 1024) -> S
                 correct_free.append(((gen == c.cont) | ~scored).all(1))
     correct, logprob = torch.cat(correct).cpu(), torch.cat(logprobs).cpu()
     accuracy, mean_loss = tok_right / max(tok_total, 1), loss_sum / max(tok_total, 1)
+    shown = dict(predicted=torch.cat(predicted).cpu(), token_logprob=torch.cat(token_lp).cpu()) if tokens else {}
     if free:
-        return Scores(correct, torch.cat(correct_free).cpu(), _pad_cat(gens).cpu(), accuracy, mean_loss, logprob)
-    return Scores(correct, correct, None, accuracy, mean_loss, logprob)
+        return Scores(correct, torch.cat(correct_free).cpu(), _pad_cat(gens).cpu(), accuracy, mean_loss, logprob,
+                      **shown)
+    return Scores(correct, correct, None, accuracy, mean_loss, logprob, **shown)
 
 
 def _pad_cat(xs: list[Tensor]) -> Tensor:

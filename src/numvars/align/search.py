@@ -29,6 +29,7 @@ from .probe import probe_basis
 from .protocol import DASOptions
 from .fit import optimise
 from .intervention import Intervention
+from . import trials
 from .scoring import loss, response_length, score
 from .sites import cache, frozen, get_site
 
@@ -54,6 +55,7 @@ class DASResult:
     matrix: torch.Tensor = field(repr=False)
     pairs: pd.DataFrame = field(repr=False)
     history: pd.DataFrame = field(repr=False)
+    trials: pd.DataFrame | None = field(default=None, repr=False)   # a bounded sample, token by token (`trials`)
 
     def iia_by(self, column: str) -> pd.DataFrame:
         """IIA broken down by a pair column: base_value, source_value, abs_diff, variable, base_count, ..."""
@@ -88,8 +90,10 @@ class DASResult:
                 "iia_per_variable": self.per_variable()}
 
     def save(self, out_dir, extra: dict | None = None) -> Path:
-        return io.save_result(out_dir, {**self.summary(), **(extra or {})},
-                              {"pairs.parquet": self.pairs, "history.parquet": self.history}, {"matrix": self.matrix})
+        tables = {"pairs.parquet": self.pairs, "history.parquet": self.history}
+        if self.trials is not None:
+            tables["trials.parquet"] = self.trials
+        return io.save_result(out_dir, {**self.summary(), **(extra or {})}, tables, {"matrix": self.matrix})
 
     @classmethod
     def load(cls, folder) -> "DASResult":
@@ -103,7 +107,8 @@ class DASResult:
                    variables=tuple(s["variables"]),
                    matrix=io.load_tensors(inside(folder, "alignment.safetensors"))["matrix"],
                    pairs=loaders.read_job_table(folder, "das"),
-                   history=io.read_table(history) if history.is_file() else pd.DataFrame())
+                   history=io.read_table(history) if history.is_file() else pd.DataFrame(),
+                   trials=loaders.read_trials(folder))
 
 
 def phase_table(pairs: pd.DataFrame, correct: str = "correct") -> pd.DataFrame:
@@ -284,15 +289,17 @@ def validate(p: Prepared) -> float:
 
 def result(p: Prepared, task: Task, history, epochs: int, steps: int, val_iia: float, started: float) -> DASResult:
     """Score the fitted map on the test pairs (the model still frozen) and collect everything."""
-    test = score(p.intervention, p.test)
-    frame = pair_frame(p.split(p.sampled, "test"), test, task.resp_id, task.vocab["EOS"])
+    test = score(p.intervention, p.test, tokens=True)
+    tested = p.split(p.sampled, "test")
+    frame = pair_frame(tested, test, task.resp_id, task.vocab["EOS"])
+    sampled = trials.sample(tested, frame, test, task, p.program, f"{p.program}.{','.join(p.variables)}")
     with torch.no_grad(), parametrize.cached():
         matrix = p.align.matrix.detach().cpu().clone()
     return DASResult(iia=float(test.correct.float().mean()), iia_free=float(test.correct_free.float().mean()),
                      token_accuracy=test.token_accuracy, val_iia=val_iia, variables=p.variables, program=p.program,
                      k=p.k, map=p.kind, site=p.site.name, control=p.o.control, seed=p.o.seed, epochs=epochs,
                      steps=steps, seconds=round(time.perf_counter() - started, 2), matrix=matrix, pairs=frame,
-                     history=pd.DataFrame(history, columns=["epoch", "loss", "val_loss", "val_iia"]))
+                     history=pd.DataFrame(history, columns=["epoch", "loss", "val_loss", "val_iia"]), trials=sampled)
 
 
 def step_loss(intervention: Intervention, batch: Pairs, loss_on: str = "scored") -> torch.Tensor:

@@ -49,6 +49,7 @@ class Record:
     val_iia: float
     matrix: torch.Tensor = field(repr=False)
     frame: pd.DataFrame = field(repr=False)    # its test pairs (correct, trivial, logprob, ...)
+    trials: pd.DataFrame | None = field(default=None, repr=False)   # its saved trial sample (None: none saved)
 
 
 @dataclass

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..align.trials import MAX_TRIALS, cut
+from ..explorer import Shown
 from ..stats import pooled_ci
 from .evidence import Evidence, Record
 from .options import ExplainOptions
@@ -112,3 +114,28 @@ def named_variables(x: Explanation) -> list[tuple[str, str, str, str]]:
     """(program, variable, site, map) of the named program's found variables: what the k sweep sizes."""
     named = x.named
     return [(named.program, e.variable, e.site, e.map) for e in named.evidence if e.found] if named else []
+
+
+def shown_alignments(x: Explanation, records: list[list[Record]], limit: int = MAX_TRIALS) -> list[Shown]:
+    """Every alignment of the table for the page's trial explorer, each best one first: its test pairs and its
+    saved trials pooled over runs and DAS seeds (chosen again down to `limit`, failures and distinguishing
+    pairs first), or a note where none were saved."""
+    from .verdict import title
+
+    keys = ("program", "variable", "site", "map", "k", "control")
+    groups: dict[tuple, list[Record]] = {}
+    for run in records:
+        for r in run:
+            groups.setdefault(tuple(getattr(r, k) for k in keys), []).append(r)
+    best = {(v.program, e.variable, e.site, e.map, e.k, "none") for v in x.verdicts for e in v.evidence}
+    out = []
+    for key in sorted(groups, key=lambda k: (k not in best, k)):
+        members = groups[key]
+        saved = [r.trials.assign(seed=r.seed) for r in members if r.trials is not None]
+        trials = cut(pd.concat(saved, ignore_index=True), limit) if saved else None
+        program, variable, site, map_, k, control = key
+        label = f"{title(program)}: {variable} at {site}, {map_} map, k = {k}" + \
+            ("" if control == "none" else f", control {control}") + (" (best)" if key in best else "")
+        out.append(Shown(label, trials, pd.concat([r.frame for r in members], ignore_index=True),
+                         "" if saved else "no trials saved for this alignment"))
+    return out

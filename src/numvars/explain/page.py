@@ -5,16 +5,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import explorer
 from .. import figures as F
 from .. import pages as h
 from .. import io
 from ..analysis import draw
+from ..explorer import Shown
 from ..paths import inside
 from .explanation import Explanation
 from .verdict import SWAP, p_text, title
 
 
-def render(x: Explanation, out: Path, title_text: str, d_model: int | None = None) -> Path:
+def render(x: Explanation, out: Path, title_text: str, shown: list[Shown] = ()) -> Path:
+    """explain.html in `out`; `title_text` names the model(s) (architecture, task, d, runs), `shown` the
+    alignments whose trials the explorer shows (`explanation.shown_alignments`)."""
     folder = inside(out, "figures")
     figures = [draw(folder, "k_curves", lambda: F.fig_k_curves(x.table))]
     phases = _phase_frame(x)
@@ -25,8 +29,8 @@ def render(x: Explanation, out: Path, title_text: str, d_model: int | None = Non
         grid = count.groupby(["base_value", "source_value"], as_index=False).agg(
             iia=("correct", "mean"), pairs=("correct", "size"))
         figures.append(draw(folder, "gradience_heatmap",
-                            lambda: F.fig_gradience_heatmap(grid, d_model or 0, label=f"{title_text}; the best "
-                                                            "Up-Down count alignment"),
+                            lambda: F.fig_gradience_heatmap(grid, f"{title_text}; the best Up-Down count "
+                                                                  "alignment"),
                             "Up-Down count IIA by base and source count (the best alignment)"))
     named = x.named
     head = f"{title(named.program)} ({named.grade})" if named else "no program fits"
@@ -39,7 +43,9 @@ def render(x: Explanation, out: Path, title_text: str, d_model: int | None = Non
         f"<section><h2>Where the programs disagree</h2>{_comparisons(x)}</section>",
         _swap(x), "<section><h2>Figures</h2>",
         "".join(f"<article><h3>{h.e(f['title'])}</h3>{h.img(out, f, F.TITLES)}</article>" for f in figures),
-        f"</section><section><h2>Every alignment</h2>{_alignments(x.table)}</section>"])
+        f"</section><section><h2>Every alignment</h2>{_alignments(x.table)}</section>",
+        explorer.section(list(shown), "Every alignment's saved test trials (at most 300 each, failures and the pairs "
+                                      "where the programs disagree included).")])
     return io.write_text(inside(out) / "explain.html", h.page("numvars explain", body))
 
 

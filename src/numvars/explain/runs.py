@@ -18,9 +18,9 @@ from ..errors import NumvarsError
 from ..versions import note
 from ..runs import load_run
 from ..jobs.cache import work as job_work
-from ..loaders import read_evidence, read_job_table, read_result
+from ..loaders import read_evidence, read_job_table, read_result, read_trials
 from ..paths import check_length, inside
-from .explanation import Explanation, named_variables, pool_alignments, verdict
+from .explanation import Explanation, named_variables, pool_alignments, shown_alignments, verdict
 from .options import ExplainOptions
 from .evidence import Evidence, Record, collect
 from .plan import ExplainPlan, budget, evidence_dir
@@ -61,7 +61,7 @@ def explain_runs(run_dirs: list, out=None, jobs: int = 1, progress: bool = True,
            "task": cfg.task.name, "d_model": cfg.model.d_model}
     io.write_json(inside(out) / "explain.json", json.loads(json.dumps(doc, default=str)))
     render(explanation, out, f"{cfg.model.arch} on {cfg.task.name}, d = {cfg.model.d_model}, "
-                                   f"{len(run_dirs)} run(s)", d_model=cfg.model.d_model)
+                             f"{len(run_dirs)} run(s)", shown=shown_alignments(explanation, records))
     return explanation, out
 
 
@@ -190,15 +190,24 @@ def records_of(results: dict) -> list[Record]:
                 continue
             seen.add(where)
             if "result" in a:
-                matrix, frame = a["result"].matrix, a["result"].pairs
+                matrix, frame, trials = a["result"].matrix, a["result"].pairs, a["result"].trials
             else:
                 matrix = io.load_tensors(inside(where, "alignment.safetensors"))["matrix"]
-                frame = read_job_table(Path(where), "das")
+                frame, trials = read_job_table(Path(where), "das"), _trials(Path(where))
             out.append(Record(s["program"], ",".join(s["variables"]), s["site"], s["map"], int(s["k"]),
                               s["control"] or "none", int(s["seed"]), float(s["iia"]), float(s["val_iia"]), matrix,
-                              frame))
+                              frame, trials))
     # in a fixed order, whatever order the jobs finished in: tables, pages and intervals are then the same
     return sorted(out, key=lambda r: (r.program, r.variable, r.site, r.control, r.map, r.k, r.seed))
+
+
+def _trials(folder: Path) -> pd.DataFrame | None:
+    """An alignment's saved trials; a damaged file is noted and left out (the page says none were saved)."""
+    try:
+        return read_trials(folder)
+    except NumvarsError as e:
+        note(f"leaving out the trials of {folder} ({e})")
+        return None
 
 
 def swap_inputs(results: dict) -> tuple[dict, dict | None, dict | None]:
