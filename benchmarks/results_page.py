@@ -172,7 +172,7 @@ class Page:
                 f"{res.root}`). The thresholds of the verdicts: a cell matches the paper when |ours − paper| ≤ "
                 f"{THRESHOLDS['match']:.2f}; \"A ≫ B\" needs A − B ≥ {THRESHOLDS['much_greater']:.2f}; \"weaker\" "
                 f"needs a gap ≥ {THRESHOLDS['weaker']:.2f}; \"rises\" a rise ≥ {THRESHOLDS['rises']:.2f}; "
-                f"\"falls\" a fall ≥ {THRESHOLDS['falls']:.2f}.\n\n## What ran\n\n" + table(["", ""], plan))
+                f"\"falls\" a fall ≥ {THRESHOLDS['falls']:.2f}.\n\n## What ran\n\n" + table(["what", "value"], plan))
 
     def das_pairs(self) -> str:
         das = {**{k: getattr(DASOptions(), k) for k in ("n_train", "n_val", "n_test")}, **self.res.config.get("das", {})}
@@ -372,6 +372,14 @@ class Page:
         pooled_rows = [[r.scope, num(r.r), f"{r.p:.1g}" if not math.isnan(r.p) else "—", int(r.n)]
                        for r in pooled.itertuples()]
         rise = self.criterion_rise(runs)
+        gaps = [r[7] - r[6] for r in rows if isinstance(r[6], int) and isinstance(r[7], int)]
+        never = sum(not isinstance(r[7], int) for r in rows)
+        together = "; ".join(
+            ([f"IIA reaches 0.5 a median {np.median(gaps):.0f} epochs after accuracy does ({len(gaps)} runs)"]
+             if gaps else []) + ([f"IIA never reaches 0.5 in {never} of {len(rows)} runs"] if never else []))
+        everything = pooled[pooled["scope"] == "all"]
+        r_all = f"pooled r between accuracy and IIA {num(everything['r'].iloc[0])} (the paper prints no coefficient); " \
+            if len(everything) else ""
         das = self.res.config.get("dynamics_das", {})
         return ("## Figure 3 (right): IIA and accuracy over training\n\n"
                 f"Made by `{self.cmd}` (tables/dynamics.csv, analysis/dynamics_runs.csv): Up-Down count IIA (DAS "
@@ -384,7 +392,8 @@ class Page:
                          "IIA ≥ 0.5 at epoch", "IIA at criterion", "IIA last", "checkpoints after criterion"], rows)
                 + "\n\nPooled Pearson r between trial accuracy and IIA over checkpoints:\n\n"
                 + table(["pooled over", "r", "p", "checkpoints"], pooled_rows)
-                + f"\n\n**Verdict:** {rise[1]}.\n\n" + self.copy_figure("dynamics"))
+                + f"\n\n**Verdict:** {r_all}{together + '; ' if together else ''}{rise[1]}.\n\n"
+                + self.copy_figure("dynamics"))
 
     def criterion_rise(self, runs: pd.DataFrame) -> tuple[str, str]:
         rec = runs[(runs["arch"] != "transformer") & (runs["n_after"] >= 2)]

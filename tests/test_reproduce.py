@@ -222,7 +222,8 @@ def test_the_results_page_and_the_readme_figures_show_the_folders_numbers(uninte
     doc, img = tmp_path / "docs" / "results.md", tmp_path / "docs" / "img"
     for script, args in (("results_page.py", ["--doc", doc, "--img", img / "results"]),
                          ("readme_figures.py", ["--img", img])):
-        subprocess.run([sys.executable, str(bench / script), str(out), *map(str, args)], check=True, capture_output=True)
+        subprocess.run([sys.executable, str(bench / script), str(out), *map(str, args)], check=True,
+                       capture_output=True)
     page = doc.read_text()
     for section in ("## Figure 2", "## Figure 3 (left)", "## Figure 4", "## Figure 6", "## Variants",
                     "## Beyond the paper", "## The paper's qualitative claims"):
