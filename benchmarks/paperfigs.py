@@ -159,11 +159,15 @@ def fig2_caption(cells: pd.DataFrame, res: Results) -> str:
 def k_sweeps(res: Results) -> pd.DataFrame:
     """Every explained model's alignments from runs/*/explain/explain.json: run_name, arch, task, seed,
     program, variable, site, map, k, control, iia, ci_low, ci_high."""
+    runs = res.table("runs")
+    seeds = dict(zip(runs["run_name"], runs["seed"])) if len(runs) else {}
     rows = []
     for page in sorted(res.root.glob("runs/*/explain/explain.json")):
-        doc = json.loads(page.read_text())
-        labels = {"run_name": page.parents[1].name, "arch": doc.get("arch"), "task": doc.get("task"),
-                  "seed": doc.get("options", {}).get("seed"), "d_model": doc.get("d_model")}
+        doc, name = json.loads(page.read_text()), page.parents[1].name
+        if name not in seeds:                   # a run the analyses dropped
+            continue
+        labels = {"run_name": name, "arch": doc.get("arch"), "task": doc.get("task"), "seed": int(seeds[name]),
+                  "d_model": doc.get("d_model")}
         rows += [{**labels, **{k: a.get(k) for k in ("program", "variable", "site", "map", "k", "control", "iia",
                                                      "ci_low", "ci_high")}} for a in doc.get("alignments", [])]
     return pd.DataFrame(rows)
@@ -180,7 +184,11 @@ def gru_k_curve(res: Results) -> tuple[str, pd.DataFrame]:
         return "", gru
     order = gru.assign(rank=(gru["task"] != "multi_object").astype(int)).sort_values(["rank", "seed", "run_name"])
     run = order["run_name"].iloc[0]
-    return run, gru[gru["run_name"] == run].sort_values(["map", "k"])
+    curve = gru[gru["run_name"] == run]
+    if curve["site"].nunique() > 1:            # one site: the one whose best alignment is best
+        best = curve[curve["control"] == "none"].groupby("site")["iia"].max().idxmax()
+        curve = curve[curve["site"] == best]
+    return run, curve.sort_values(["map", "k"])
 
 
 def draw_k_curve(run: str, curve: pd.DataFrame, path: Path, footer: str) -> tuple[Path, str]:
@@ -209,7 +217,7 @@ def draw_k_curve(run: str, curve: pd.DataFrame, path: Path, footer: str) -> tupl
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel(f"aligned dimensions k (of d = {d})")
     ax.set_ylabel("Up-Down count IIA (test pairs)")
-    ax.set_title(run, fontsize=8)
+    ax.set_title(f"{run} (site {curve['site'].iloc[0]})", fontsize=8)
     ax.legend(fontsize=8, loc="lower right")
     fig.supxlabel(footer, fontsize=7, color="0.3")
     return _save(fig, path), note
