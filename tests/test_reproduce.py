@@ -1,6 +1,7 @@
 """`numvars reproduce`: the grid, idempotent jobs, and a kill that costs nothing."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -241,3 +242,25 @@ def test_explains_jobs_run_with_the_grid_but_stay_out_of_its_tables(uninterrupte
     explained = pd.read_csv(out / "tables" / "explain.csv")
     assert len(explained) == 2 and set(explained["arch"]) == {"gru", "transformer"}
 
+
+def test_the_results_page_and_the_readme_figures_show_the_folders_numbers(uninterrupted, tmp_path):
+    out, _ = uninterrupted
+    bench = TESTS.parent / "benchmarks"
+    doc, img = tmp_path / "docs" / "results.md", tmp_path / "docs" / "img"
+    for script, args in (("results_page.py", ["--doc", doc, "--img", img / "results"]),
+                         ("readme_figures.py", ["--img", img])):
+        subprocess.run([sys.executable, str(bench / script), str(out), *map(str, args)], check=True,
+                       capture_output=True)
+    page = doc.read_text()
+    for section in ("## Figure 2", "## Figure 3 (left)", "## Figure 4", "## Figure 6", "## Variants",
+                    "## Beyond the paper", "## The paper's qualitative claims"):
+        assert section in page
+    for link in re.findall(r"\]\((img/results/[^)]+)\)", page):
+        assert (doc.parent / link).is_file()
+    # the Figure 2 row shows the headline's mean, and the README figure was drawn from the same cells
+    head = pd.read_csv(out / "analysis" / "headline.csv").set_index(["arch", "task", "measure", "map"])
+    mean = head.loc[("gru", "single_object", "up_down_count", "orthogonal"), "mean"]
+    assert f"| gru | single_object | Up-Down count | 0.94 [0.92–0.96] | {mean:.2f}" in page
+    captions = json.loads((img / "captions.json").read_text())
+    assert set(captions) == {"figure2.png", "k_curve_gru.png"} and all("preset tiny" in c for c in captions.values())
+    assert (img / "figure2.png").stat().st_size > 5000 and (img / "k_curve_gru.png").stat().st_size > 5000
