@@ -132,19 +132,10 @@ def test_the_attention_test_on_a_recurrent_model_is_a_one_line_error():
 
 def test_explains_bar_shows_every_planned_job_from_the_start_and_accounts_for_each(monkeypatch):
     import numvars.explain.runs  # noqa: F401  (imported before the patch: it keeps the class it checks against)
-    from numvars.jobs import progress
-
-    class Recording(progress.Progress):
-        def _show(self):
-            super()._show()
-            self.__dict__.setdefault("totals", []).append(self.total)
-
-        def close(self):
-            self.before_close = self.n
-            super().close()
+    from recording import recorder
 
     bars = []
-    monkeypatch.setattr(progress, "Progress", lambda *a, **kw: bars.append(Recording(*a, **kw)) or bars[-1])
+    monkeypatch.setattr("numvars.jobs.progress.Progress", recorder(bars))
     x = explain(up_down_counter(), TASK, progress=True, **SMALL)
     bar, = bars
     assert x.best == "up_down" and bar.kinds.get("das_set") == 1          # the k sweep ran, on the bar

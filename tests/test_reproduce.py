@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from numvars import cli
-from numvars.jobs.progress import Progress
 from numvars.reproduce.run import PRESETS, grid, reproduce
 
+from recording import recorder
 from tiny_preset import TINY_PRESET
 
 TESTS = Path(__file__).parent
@@ -35,23 +35,11 @@ def tables(out: Path) -> dict[str, pd.DataFrame]:
 BARS = []                     # the bars of the uninterrupted reproduction
 
 
-class Recording(Progress):
-    """A bar that keeps every total it showed and its count before `close` credited what was left."""
-
-    def _show(self):
-        super()._show()
-        self.__dict__.setdefault("totals", []).append(self.total)
-
-    def close(self):
-        self.before_close = self.n
-        super().close()
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce") / "whole"
     with pytest.MonkeyPatch.context() as m:
-        m.setattr("numvars.reproduce.run.Progress", lambda *a, **kw: BARS.append(Recording(*a, **kw)) or BARS[-1])
+        m.setattr("numvars.reproduce.run.Progress", recorder(BARS))
         report = reproduce(TINY_PRESET, out=out, progress=True)
     return out, report
 
