@@ -9,7 +9,7 @@ import os
 import sys
 
 from ..errors import NumvarsError, one_line
-from . import interventions, runs
+from . import export, interventions, runs
 
 
 class Parser(argparse.ArgumentParser):
@@ -24,10 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     runs.register(sub)
     interventions.register(sub)
+    export.register(sub)
     return p
 
 
-PATHS = ("run_dir", "run_dirs", "run_a", "run_b", "results", "out", "from_run")
+PATHS = ("run_dir", "run_dirs", "run_a", "run_b", "results", "out", "from_run", "align_dir")
 
 
 def check_paths(args) -> None:
