@@ -71,6 +71,22 @@ def tiny_run(tmp_path_factory):
     return train(tiny_config(tmp_path_factory.mktemp("tiny_runs")), progress=False)
 
 
+# A tiny Hugging Face GPT-2 (arch=hf: d = 20, 2 layers, 2 heads) trained by numvars on counts 1..4: it reaches
+# the criterion in a few epochs (about a second), with no download.
+HF_TINY = dict(arch="hf", task="single_object", d_model=20, n_layers=2, n_heads=2, max_count=4, holdouts="",
+               max_epochs=40, seed=0)
+
+
+@pytest.fixture(scope="session")
+def hf_run(tmp_path_factory):
+    """A finished tiny arch=hf run directory (read-only: copy it to damage it); skipped without transformers."""
+    pytest.importorskip("transformers")
+    with in_float32():
+        result = train(from_mapping({**HF_TINY, "out": str(tmp_path_factory.mktemp("hf_runs"))}), progress=False)
+    assert result.summary["reached_criterion"]
+    return result.run_dir
+
+
 @pytest.fixture(scope="session")
 def partly_trained(tmp_path_factory):
     """name in PARTLY -> run directory of a partly trained model, each trained at most once."""

@@ -1,0 +1,78 @@
+"""arch=hf: a GPT-2 of `transformers`, trained by numvars, saved with save_pretrained and read back safely."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from numvars import models  # noqa: E402
+from numvars.runs import load_run  # noqa: E402
+from numvars.train import is_finished  # noqa: E402
+
+from test_cli import assert_one_line_error, run_cli  # noqa: E402
+
+
+def test_the_run_folder_holds_a_save_pretrained_gpt2_that_plain_transformers_loads_and_generates_with(hf_run):
+    folder = Path(hf_run) / "hf"
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "gpt2"
+    assert not list(folder.glob("*.bin")) and (folder / "model.safetensors").is_file()
+    lm = transformers.GPT2LMHeadModel.from_pretrained(str(folder), local_files_only=True).eval()
+    assert (lm.config.n_embd, lm.config.n_layer, lm.config.n_head) == (20, 2, 2)
+    model, task, _, _ = load_run(hf_run)
+    batch = task.sample(8, seed=3, counts=[3] * 8)
+    with torch.no_grad():
+        assert torch.equal(lm(input_ids=batch.tokens).logits, model(batch.tokens))
+    # BOS D D D T: the trained model continues R R R EOS, and transformers' generate stops at the EOS
+    prompt = batch.tokens[:1, :5]
+    out = lm.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    v = task.vocab
+    assert out[0, 5:].tolist() == [v["R"]] * 3 + [v["EOS"]]
+
+
+def test_each_site_read_and_written_back_gives_the_models_own_logits_and_a_changed_stream_changes_them(hf_run):
+    model, task, _, _ = load_run(hf_run)
+    tokens = task.sample(6, seed=1).tokens
+    positions = torch.arange(tokens.shape[1]).expand(len(tokens), -1)
+    with torch.no_grad():
+        whole = model(tokens)
+        for site in model.site_names:
+            acts = model.activations(tokens, site)
+            assert acts.shape == (*tokens.shape, 20)
+            assert torch.allclose(model.logits_from(site, acts, positions), whole, atol=1e-5)
+            assert not torch.allclose(model.logits_from(site, acts.roll(1, 0), positions), whole, atol=1e-3)
+
+
+def test_numvars_aligns_an_hf_run_at_a_transformerlens_named_site_and_exports_it(hf_run, capsys, tmp_path):
+    run = shutil.copytree(hf_run, tmp_path / "run")
+    code, out, _ = run_cli(capsys, "align", run, "k=5", "site=blocks.0.hook_resid_post", "n_train=200", "n_val=50",
+                           "n_test=50", "max_epochs=1", "--quiet")
+    assert code == 0 and "site=resid.1" in out
+    align_dir = out.strip().split("result: ")[-1]
+    code, out, _ = run_cli(capsys, "export", align_dir, "--to", "pyvene")
+    config = json.loads((Path(out.strip().split("written: ")[-1]) / "config.json").read_text())
+    assert config["representation"]["module"] == "lm.transformer.h.0" and config["numvars"]["model"]["arch"] == "hf"
+    assert config["numvars"]["hook"] == "blocks.0.hook_resid_post"
+
+
+def test_a_save_pretrained_folder_that_disagrees_is_missing_or_holds_a_pickle_is_refused(hf_run, capsys, tmp_path):
+    run = Path(shutil.copytree(hf_run, tmp_path / "run"))
+    assert is_finished(run)
+    weights = run / "hf" / "model.safetensors"
+    other = {k: v + 1 if v.is_floating_point() else v for k, v in models.load(run).lm.state_dict().items()}
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in other.items()}, str(weights), metadata={"format": "pt"})
+    code, _, err = run_cli(capsys, "eval", run)
+    assert_one_line_error(code, err, "hold different weights")
+    weights.unlink()
+    torch.save(other, run / "hf" / "pytorch_model.bin")          # a pickle: never read
+    code, _, err = run_cli(capsys, "eval", run)
+    assert_one_line_error(code, err, "lacks config.json or model.safetensors")
+    assert not is_finished(run)
+
+
+def test_hf_sizes_are_checked_in_one_line(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "arch=hf", "d_model=10", "n_heads=3", f"out={tmp_path}")
+    assert_one_line_error(code, err, "n_heads=3")
