@@ -74,6 +74,14 @@ def _fail(align_dir, why: str) -> NumvarsError:
 def _model_of(align_dir: Path) -> dict:
     """The run an alignment folder sits in (RUN/align/<job>/): its path, name, architecture and task."""
     run_dir = align_dir.resolve().parent.parent
+    if (run_dir / "adapter.yaml").is_file():           # a model adapted through nnsight (`numvars adapt`)
+        try:
+            data = io.read_yaml(inside(run_dir, "adapter.yaml"))
+        except NumvarsError:
+            return {"run_dir": str(run_dir)}
+        return {"run_dir": str(run_dir), "arch": "adapter", "model_dir": str(data.get("model")),
+                "module": str(data.get("site")), "tokens": data.get("tokens"),
+                "task": str((data.get("task") or {}).get("name"))}
     try:
         config = io.read_yaml(inside(run_dir, "config.yaml"))
     except NumvarsError:

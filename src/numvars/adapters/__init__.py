@@ -1,0 +1,83 @@
+"""Any model: numvars' interventions on a model it did not build, through nnsight.
+
+    from numvars.adapters import adapt
+    model = adapt(my_module_or_hf_folder, site="transformer.h.1", tokens={"PAD": 0, "BOS": 1, ...}, task=task)
+    align.das(model, task, ...)            # and full_swap, trial_accuracy, explain ...
+
+The site is a module path. A recurrent module (`nn.GRU`, `nn.RNN`, `nn.LSTM`) gives the step protocol (site
+`state`, run step by step); any other module gives the named-site protocol with its output stream (the site
+keeps its path as name). The token map gives the model's token id for each task token.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import NumvarsError
+from .base import Adapted, find_module
+from .recurrent import RecurrentAdapter
+from .stream import StreamAdapter
+from .tokens import TokenMap, parse_token_map
+
+__all__ = ["Adapted", "RecurrentAdapter", "StreamAdapter", "TokenMap", "adapt", "load_model", "parse_token_map"]
+
+
+def load_model(source) -> nn.Module:
+    """A torch module as it is, or a Hugging Face causal LM from a local folder (safetensors only, no code
+    from the folder, no download)."""
+    if isinstance(source, nn.Module):
+        return source
+    folder = Path(str(source))
+    if not folder.is_dir() or not (folder / "config.json").is_file():
+        raise NumvarsError(f"{source}: give a torch.nn.Module or a local Hugging Face model folder (with "
+                           f"config.json and model.safetensors); models are never downloaded")
+    try:
+        import transformers
+    except ImportError:
+        raise NumvarsError("a Hugging Face model needs transformers: pip install 'numvars[hf]'") from None
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        return transformers.AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True,
+                                                                 use_safetensors=True).eval()
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
+        raise NumvarsError(f"{folder} holds no causal LM transformers can read from safetensors "
+                           f"({' '.join(str(e).split())[:160]})") from None
+
+
+def adapt(model, site: str, tokens: dict, task) -> Adapted:
+    """`model` (a module or a local HF folder) with its site module at path `site`, its token ids for the
+    task's tokens in `tokens` (name -> id), as a model numvars' interventions run on."""
+    try:
+        import nnsight  # noqa: F401
+    except ImportError:
+        raise NumvarsError("the adapter needs nnsight: pip install 'numvars[nnsight]'") from None
+    module = load_model(model)
+    vocab_size = getattr(getattr(module, "config", None), "vocab_size", None)
+    token_map = TokenMap(tokens, task.vocab, vocab_size)
+    kind = RecurrentAdapter if isinstance(find_module(module, site), nn.RNNBase) else StreamAdapter
+    return probe(kind(module, site, token_map), task)
+
+
+def probe(model: Adapted, task) -> Adapted:
+    """Run the adapted model once on two task tokens, so that a model without a causal LM forward, or a site
+    module its forward never runs, is one line now rather than a failure deep inside an alignment."""
+    import torch
+
+    tokens = torch.tensor([[task.vocab["BOS"] if "BOS" in task.vocab else 0, task.vocab["EOS"]]])
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(tokens)
+            model.step(tokens[:, 0], model.initial_state(1)) if isinstance(model, RecurrentAdapter) \
+                else model.activations(tokens, model.site)
+    except NumvarsError:
+        raise
+    except Exception as e:          # nnsight's and the model's own errors: the model does not fit the adapter
+        raise NumvarsError(f"the model does not run as a causal LM with module {model.site!r} in its forward "
+                           f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+    finally:
+        model.train(was)
+    return model

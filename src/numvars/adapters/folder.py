@@ -1,0 +1,54 @@
+"""An adapter folder: `numvars adapt` writes DIR/adapter.yaml (the model's local folder, the site, the token map
+and the task), and every command that takes a run folder (align, fullswap, eval, explain) takes DIR too,
+writing its results under it as under a run. The file names a Hugging Face folder only: reading it loads
+safetensors and JSON, never code; a torch module of your own is adapted in Python (`numvars.adapters.adapt`)."""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+from .. import io, options
+from ..errors import NumvarsError
+from ..paths import inside
+from ..tasks import Task, TaskSpec
+
+FILE = "adapter.yaml"
+VERSION = 1
+
+
+def task_keys(words: dict) -> TaskSpec:
+    """The task from flat keys as the command line names them (`task=single_object max_count=4 ...`)."""
+    schema = {("task" if n == "name" else n): t for n, t in options.schema_of(TaskSpec).items()}
+    typed = options.parse(words, schema, "adapt")
+    return TaskSpec(**{("name" if k == "task" else k): v for k, v in typed.items()})
+
+
+def is_adapter_folder(folder) -> bool:
+    return (Path(folder) / FILE).is_file()
+
+
+def write_folder(out, model_dir, site: str, tokens: dict, spec: TaskSpec) -> Path:
+    """Check that the model adapts (module path, token map) before writing DIR/adapter.yaml."""
+    from . import adapt
+    adapt(model_dir, site, tokens, Task(spec))
+    data = {"adapter": VERSION, "model": str(Path(model_dir).resolve()), "site": site, "tokens": dict(tokens),
+            "task": {f.name: (list(v) if isinstance(v := getattr(spec, f.name), tuple) else v) for f in fields(spec)}}
+    io.write_yaml(Path(out) / FILE, data)
+    return Path(out)
+
+
+def read_folder(folder):
+    """(adapted model, task, the file's contents) of an adapter folder."""
+    from . import adapt
+    data = io.read_yaml(inside(folder, FILE))
+    fix = f"write it again with `numvars adapt MODEL site=... tokens=... --out {folder}`"
+    if data.get("adapter") != VERSION or not all(isinstance(data.get(k), t) for k, t in
+                                                 (("model", str), ("site", str), ("tokens", dict), ("task", dict))):
+        raise NumvarsError(f"{folder}/{FILE} is not an adapter file of this numvars (version {VERSION}); {fix}")
+    try:
+        spec = TaskSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["task"].items()})
+    except TypeError as e:
+        raise NumvarsError(f"{folder}/{FILE} has an invalid task ({e}); {fix}") from None
+    task = Task(spec)
+    return adapt(data["model"], data["site"], data["tokens"], task), task, data
+

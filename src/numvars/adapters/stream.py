@@ -1,0 +1,39 @@
+"""A sequence model (attention, or anything that reads the whole sequence per call) adapted through nnsight:
+its site is the output stream (B, L, d) of one module, and numvars' named-site protocol reads and replaces it.
+The positions after an intervened one are recomputed from the replaced stream by the model's own forward."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import Adapted, first, model_logits
+
+
+class StreamAdapter(Adapted):
+    @property
+    def site_names(self) -> tuple[str, ...]:
+        return (self.site,)
+
+    @property
+    def default_site(self) -> str:
+        return self.site
+
+    def activations(self, tokens: Tensor, site: str) -> Tensor:
+        """The site module's output stream for every position: (B, L, d)."""
+        env = self.envelope()
+        with env.trace(self.tokens.encode(tokens)):
+            out = first(self.at(env, site).output).save()
+        return out
+
+    def logits_from(self, site: str, acts: Tensor, positions: Tensor) -> Tensor:
+        """Task logits (B, P, V) at positions (B, P) when the site's stream is `acts` (B, L, d); the modules
+        before the site run on placeholder tokens, their output replaced."""
+        env = self.envelope()
+        placeholder = torch.zeros(acts.shape[:2], dtype=torch.long, device=acts.device)
+        with env.trace(self.tokens.encode(placeholder)):
+            node = self.at(env, site)
+            output = node.output
+            node.output = (acts, *output[1:]) if isinstance(output, tuple) else acts
+            out = env.output.save()
+        logits = self.tokens.logits(model_logits(out))
+        return logits.gather(1, positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
