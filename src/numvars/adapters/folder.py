@@ -1,5 +1,5 @@
 """An adapter folder: `numvars adapt` writes DIR/adapter.yaml (the model's local folder, the site, the token map
-and the task), and every command that takes a run folder (align, fullswap, eval, explain) takes DIR too,
+and the task), and every command that takes a run folder (align, fullswap, eval, export) takes DIR too,
 writing its results under it as under a run. The file names a Hugging Face folder only: reading it loads
 safetensors and JSON, never code; a torch module of your own is adapted in Python (`numvars.adapters.adapt`)."""
 from __future__ import annotations

@@ -10,13 +10,13 @@ from torch import nn
 from ..errors import NumvarsError
 from ..io import load_tensors, read_yaml
 from ..paths import inside, run_folder
-from .config import ARCHS, ModelConfig
+from .config import ARCHS, PAPER_ARCHS, ModelConfig
 from .grouped import GroupedRNN
 from .hf import HFCausalLM
 from .rnn import GRULM, LSTMLM, RecurrentLM, step_states
 from .transformer import TransformerLM
 
-__all__ = ["ARCHS", "ModelConfig", "GRULM", "GroupedRNN", "HFCausalLM", "LSTMLM", "RecurrentLM", "TransformerLM", "build", "load",
+__all__ = ["ARCHS", "PAPER_ARCHS", "ModelConfig", "GRULM", "GroupedRNN", "HFCausalLM", "LSTMLM", "RecurrentLM", "TransformerLM", "build", "load",
            "load_weights", "is_recurrent", "default_site", "step_states", "read_weights", "model_config"]
 
 _CLASSES = {"gru": GRULM, "lstm": LSTMLM, "transformer": TransformerLM, "hf": HFCausalLM}

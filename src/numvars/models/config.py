@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass
 from .. import options
 from ..errors import NumvarsError
 
-ARCHS = ("gru", "lstm", "transformer", "hf")        # hf: a GPT-2 of transformers (models/hf.py)
+PAPER_ARCHS = ("gru", "lstm", "transformer")       # the paper's architectures (the benchmarks' defaults)
+ARCHS = (*PAPER_ARCHS, "hf")                        # hf: a GPT-2 of transformers (models/hf.py)
 POSITIONAL = ("rope", "none")
 MAX_D_MODEL = 2048   # the paper's largest is 96; beyond this the d×d alignment maps and the models outgrow memory
 MAX_LAYERS = 48
