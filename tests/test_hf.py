@@ -76,3 +76,36 @@ def test_a_save_pretrained_folder_that_disagrees_is_missing_or_holds_a_pickle_is
 def test_hf_sizes_are_checked_in_one_line(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train", "arch=hf", "d_model=10", "n_heads=3", f"out={tmp_path}")
     assert_one_line_error(code, err, "n_heads=3")
+
+
+def test_pyvene_runs_the_exported_rotation_on_the_gpt2_and_gets_numvars_intervened_logits(hf_run, tmp_path):
+    """The whole model, not just the swap: pyvene's IntervenableModel, on the GPT-2 as transformers loads it, with
+    the exported map at block 0's output (numvars' resid.1), swapping at each pair's t from the source's u."""
+    pv = pytest.importorskip("pyvene")
+    from numvars.align import das
+    from numvars.align.export import export
+    from numvars.align.intervention import Intervention
+    from numvars.align.pyvene_format import load_pyvene
+    from numvars.align.sites import cache
+    from numvars.programs import make_pairs
+
+    model, task, _, _ = load_run(hf_run)
+    align_dir = das(model, task, k=6, site="resid.1", n_train=200, n_val=50, n_test=50, max_epochs=1).save(
+        tmp_path / "align" / "das")
+    ours_iv = Intervention.load(model, align_dir)
+    pairs = cache(ours_iv.site, make_pairs(task, "up_down", ("count",), 24, seed=1))
+    with torch.no_grad():
+        ours = ours_iv.logits(pairs)                                            # (N, M, V)
+    config = pv.IntervenableConfig(representations=[pv.RepresentationConfig(
+        layer=0, component="block_output", unit="pos", max_number_of_units=1,
+        intervention=load_pyvene(export(align_dir, "pyvene", tmp_path / "pv")))])
+    lm = transformers.GPT2LMHeadModel.from_pretrained(str(Path(hf_run) / "hf"), local_files_only=True).eval()
+    net = pv.IntervenableModel(config, lm)
+    t, u = [[[x] for x in pairs.t.tolist()]], [[[x] for x in pairs.u.tolist()]]
+    with torch.no_grad():
+        _, out = net({"input_ids": pairs.states["prefix"]}, [{"input_ids": pairs.source}],
+                     unit_locations={"sources->base": (u, t)})
+        plain = lm(input_ids=pairs.states["prefix"]).logits
+    positions = (pairs.t[:, None] + torch.arange(ours.shape[1])[None])[..., None].expand(-1, -1, ours.shape[-1])
+    assert torch.allclose(out.logits.gather(1, positions), ours, atol=1e-5)
+    assert not torch.allclose(plain.gather(1, positions), ours, atol=1e-3)        # the swap changed the logits
