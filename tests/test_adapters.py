@@ -153,3 +153,26 @@ def test_the_adapt_command_makes_a_folder_align_fullswap_and_eval_take(hf_run, c
         assert_one_line_error(code, err, *expected)
     code, _, err = run_cli(capsys, "adapt", tmp_path, "site=a", f"tokens={tokens}", "--out", tmp_path / "x")
     assert_one_line_error(code, err, "local Hugging Face model folder")
+
+
+def test_free_running_with_the_models_kv_cache_gives_the_tokens_of_recomputing_the_sequence(hf_run):
+    from numvars.align.intervention import Intervention
+    from numvars.align.sites import cache, get_site
+    from numvars.programs import make_pairs
+    import transformers
+
+    lm = transformers.GPT2LMHeadModel.from_pretrained(f"{hf_run}/hf", local_files_only=True).eval()
+    _, task, _, _ = load_run(hf_run)
+    gpt = adapt(lm, "transformer.h.1", dict(task.vocab), task)
+    assert callable(gpt.free_run_from)                              # a HF model: the cached path
+    site = get_site(gpt)
+    pairs = cache(site, make_pairs(task, "up_down", ("count",), 120, seed=4))
+    swapped = Intervention.random(gpt, site.name, k=10, seed=1).state(pairs)
+    for state in (swapped, pairs.states["base"]):
+        cached = site.free_run(pairs, state, pairs.scored)
+        gpt.use_cache = False
+        recomputed = site.free_run(pairs, state, pairs.scored)
+        gpt.use_cache = True
+        assert torch.equal(cached, recomputed)
+    assert not torch.equal(site.free_run(pairs, swapped, pairs.scored), site.free_run(pairs, pairs.states["base"],
+                                                                                      pairs.scored))

@@ -1,15 +1,19 @@
 """A sequence model (attention, or anything that reads the whole sequence per call) adapted through nnsight:
 its site is the output stream (B, L, d) of one module, and numvars' named-site protocol reads and replaces it.
-The positions after an intervened one are recomputed from the replaced stream by the model's own forward."""
+The positions after an intervened one are recomputed from the replaced stream by the model's own forward;
+free running uses the model's key/value cache when it has one (`cached`)."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
 from .base import Adapted, first, model_logits
+from .cached import free_run_cached, has_cache
 
 
 class StreamAdapter(Adapted):
+    use_cache = True          # free-run with the model's key/value cache when it has one (False: recompute)
+
     @property
     def site_names(self) -> tuple[str, ...]:
         return (self.site,)
@@ -37,3 +41,12 @@ class StreamAdapter(Adapted):
             out = env.output.save()
         logits = self.tokens.logits(model_logits(out))
         return logits.gather(1, positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+
+    @property
+    def free_run_from(self):
+        """Generation after a swap with the model's own key/value cache (`cached.free_run_cached`), for a model
+        that has one; None otherwise (the site then recomputes the sequence per generated token)."""
+        if self.use_cache and has_cache(self.model):
+            return lambda site, prefix, t, state, cont, scored: free_run_cached(self, site, prefix, t, state, cont,
+                                                                                scored)
+        return None

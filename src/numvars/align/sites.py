@@ -140,6 +140,9 @@ class StreamSite:
 
     @torch.no_grad()
     def free_run(self, pairs: Pairs, state: Tensor, scored: Tensor) -> Tensor:
+        own = getattr(self.model, "free_run_from", None)    # a model's own generation (an adapter's KV cache)
+        if callable(own):
+            return own(self.name, pairs.states["prefix"], pairs.t, state, pairs.cont, scored)
         if self.generates:
             return self._generate(pairs, state, scored)
         seq, out = pairs.states["prefix"].clone(), []
