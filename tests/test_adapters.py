@@ -176,3 +176,18 @@ def test_free_running_with_the_models_kv_cache_gives_the_tokens_of_recomputing_t
         assert torch.equal(cached, recomputed)
     assert not torch.equal(site.free_run(pairs, swapped, pairs.scored), site.free_run(pairs, pairs.states["base"],
                                                                                       pairs.scored))
+
+
+def test_explain_and_align_models_take_an_adapter_folder(hf_run, capsys, tmp_path):
+    _, task, _, _ = load_run(hf_run)
+    folder = tmp_path / "adapted"
+    tokens = ",".join(f"{name}:{i}" for name, i in task.vocab.items())
+    assert run_cli(capsys, "adapt", f"{hf_run}/hf", "site=transformer.h.0", f"tokens={tokens}",
+                   "task=single_object", "max_count=4", "holdouts=", "--out", folder)[0] == 0
+    small = ["n_train=150", "n_val=50", "n_test=50"]
+    code, out, err = run_cli(capsys, "explain", folder, "program=up_down,ctx_distributed", "ks=d/2",
+                             "maps=orthogonal", "n_eval=100", "random_seeds=1", *small, "--quiet", "--jobs", "1")
+    assert code == 0, err
+    assert "verdict:" in out and "transformer.h.0" in out and (folder / "explain" / "explain.json").is_file()
+    code, out, err = run_cli(capsys, "align-models", folder, folder, "k=4", "max_epochs=1", *small)
+    assert code == 0 and "A's count into B" in out, err

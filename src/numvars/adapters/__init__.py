@@ -2,7 +2,7 @@
 
     from numvars.adapters import adapt
     model = adapt(my_module_or_hf_folder, site="transformer.h.1", tokens={"PAD": 0, "BOS": 1, ...}, task=task)
-    align.das(model, task, ...)            # and full_swap, evaluate.trial_accuracy
+    align.das(model, task, ...)            # and full_swap, trial_accuracy, explain, align_models
 
 The site is a module path. A recurrent module (`nn.GRU`, `nn.RNN`, `nn.LSTM`) gives the step protocol (site
 `state`, run step by step); any other module gives the named-site protocol with its output stream (the site

@@ -1,10 +1,10 @@
 """An adapter folder: `numvars adapt` writes DIR/adapter.yaml (the model's local folder, the site, the token map
-and the task), and every command that takes a run folder (align, fullswap, eval, export) takes DIR too,
+and the task), and every command that takes a run folder (align, fullswap, eval, explain, align-models, export) takes DIR too,
 writing its results under it as under a run. The file names a Hugging Face folder only: reading it loads
 safetensors and JSON, never code; a torch module of your own is adapted in Python (`numvars.adapters.adapt`)."""
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .. import io, options
@@ -14,6 +14,27 @@ from ..tasks import Task, TaskSpec
 
 FILE = "adapter.yaml"
 VERSION = 1
+
+
+@dataclass(frozen=True)
+class AdaptedModel:
+    """The model section of an adapter folder, named as a run config's (`arch`, `d_model`) for the commands
+    that describe a run: arch "adapter", d_model the site's state size."""
+    arch: str
+    d_model: int
+    path: str
+    site: str
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """An adapter folder's config, in the shape of a run's (`model`, `task`, `make_task`)."""
+    model: AdaptedModel
+    task: TaskSpec
+    tokens: dict
+
+    def make_task(self) -> Task:
+        return Task(self.task)
 
 
 def task_keys(words: dict) -> TaskSpec:
@@ -38,7 +59,7 @@ def write_folder(out, model_dir, site: str, tokens: dict, spec: TaskSpec) -> Pat
 
 
 def read_folder(folder):
-    """(adapted model, task, the file's contents) of an adapter folder."""
+    """(adapted model, task, AdapterConfig) of an adapter folder."""
     from . import adapt
     data = io.read_yaml(inside(folder, FILE))
     fix = f"write it again with `numvars adapt MODEL site=... tokens=... --out {folder}`"
@@ -50,5 +71,7 @@ def read_folder(folder):
     except TypeError as e:
         raise NumvarsError(f"{folder}/{FILE} has an invalid task ({e}); {fix}") from None
     task = Task(spec)
-    return adapt(data["model"], data["site"], data["tokens"], task), task, data
+    model = adapt(data["model"], data["site"], data["tokens"], task)
+    return model, task, AdapterConfig(AdaptedModel("adapter", model.state_size, data["model"], data["site"]), spec,
+                                      data["tokens"])
 

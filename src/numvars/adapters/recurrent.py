@@ -25,9 +25,13 @@ class RecurrentAdapter(Adapted):
         self.hidden = rnn.hidden_size
         self.batch_first = rnn.batch_first
 
+    @property
+    def state_size(self) -> int:
+        return 2 * self.hidden if self.lstm else self.hidden
+
     def initial_state(self, batch_size: int) -> Tensor:
         """The state before the first token: zeros, torch's default initial state."""
-        return torch.zeros(batch_size, 2 * self.hidden if self.lstm else self.hidden, device=self._device())
+        return torch.zeros(batch_size, self.state_size, device=self._device())
 
     def _hx(self, state: Tensor):
         if self.lstm:

@@ -22,6 +22,12 @@ class StreamAdapter(Adapted):
     def default_site(self) -> str:
         return self.site
 
+    @property
+    def state_size(self) -> int:
+        with torch.no_grad():
+            probe = torch.zeros(1, 1, dtype=torch.long, device=self._device())
+            return int(self.activations(probe, self.site).shape[-1])
+
     def activations(self, tokens: Tensor, site: str) -> Tensor:
         """The site module's output stream for every position: (B, L, d)."""
         env = self.envelope()

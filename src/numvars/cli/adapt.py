@@ -1,5 +1,5 @@
 """`numvars adapt MODEL site=PATH tokens=T:ID,... [task keys] --out DIR`: a model numvars did not train, ready
-for align, fullswap and eval (DIR takes the place of a run folder)."""
+for align, fullswap, eval, explain and align-models (DIR takes the place of a run folder)."""
 from __future__ import annotations
 
 import argparse
@@ -26,7 +26,7 @@ def register(sub) -> None:
                        description="Write DIR/adapter.yaml: the model (a local Hugging Face causal LM folder; never "
                                    "downloaded), its site (a module path; an nn.GRU/nn.LSTM/nn.RNN is stepped token by "
                                    "token), the model's token id for each task token, and the task. Then align, "
-                                   "fullswap and eval take DIR as a run folder. Needs the nnsight extra.",
+                                   "fullswap, eval, explain and align-models take DIR as a run folder. Needs the nnsight extra.",
                        epilog="examples:\n"
                               "  numvars adapt runs/RUN/hf site=lm.transformer.h.0 "
                               "tokens=PAD:0,BOS:1,EOS:2,T:3,D:4,R:5 task=single_object max_count=4 holdouts= --out adapted/\n"
