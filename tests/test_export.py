@@ -1,4 +1,6 @@
 """`numvars export`: a fitted map for pyvene, MIB or as safetensors, each applying the same swap as numvars."""
+import contextlib
+import io
 import json
 import shutil
 import types
@@ -7,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from numvars import models
+from numvars import cli, models
 from numvars.align.export import read_alignment, read_export
 from numvars.align.intervention import Intervention
 from numvars.align.mib_format import check_mib, mib_interchange
@@ -29,13 +31,10 @@ def aligned(tiny_run, tmp_path_factory):
     dirs = {}
     for name, words in {"one": ["k=3"], "two": ["variable=count,phase", "k=2"],
                         "linear": ["k=3", "map=linear"]}.items():
-        from numvars import cli
-        import io
-        import contextlib
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
             assert cli.main(["align", str(run), *words, *SMALL]) == 0
-        dirs[name] = Path(buf.getvalue().strip().split("result: ")[-1])
+        dirs[name] = Path(out.getvalue().strip().split("result: ")[-1])
     return run, dirs
 
 

@@ -109,3 +109,13 @@ def test_pyvene_runs_the_exported_rotation_on_the_gpt2_and_gets_numvars_interven
     positions = (pairs.t[:, None] + torch.arange(ours.shape[1])[None])[..., None].expand(-1, -1, ours.shape[-1])
     assert torch.allclose(out.logits.gather(1, positions), ours, atol=1e-5)
     assert not torch.allclose(plain.gather(1, positions), ours, atol=1e-3)        # the swap changed the logits
+
+
+def test_the_untrained_control_of_a_gpt2_reinitialises_every_weight_its_conv1d_layers_included(hf_run):
+    from numvars.align.search import untrained_copy
+
+    model, _, _, _ = load_run(hf_run)
+    fresh = untrained_copy(model, seed=1)
+    kept = [name for (name, new), old in zip(fresh.named_parameters(), model.parameters()) if torch.equal(new, old)]
+    assert kept == []
+    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), untrained_copy(model, seed=1).parameters()))
