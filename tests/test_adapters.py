@@ -115,6 +115,8 @@ def test_bad_models_sites_and_token_maps_are_one_line(partly_trained):
         adapt(Pooled(), "embed", dict(task.vocab), task)
     with pytest.raises(NumvarsError, match="does not run as a causal LM with module 'unused'"):
         adapt(_Skips(model), "unused", dict(task.vocab), task)
+    with pytest.raises(NumvarsError, match="not in the local Hugging Face cache"):
+        adapt("no-such-org/no-such-model", "transformer.h.0", dict(task.vocab), task)
 
 
 class _Skips(nn.Module):

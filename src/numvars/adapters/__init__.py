@@ -10,6 +10,7 @@ keeps its path as name). The token map gives the model's token id for each task 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from torch import nn
@@ -20,18 +21,22 @@ from .recurrent import RecurrentAdapter
 from .stream import StreamAdapter
 from .tokens import TokenMap, parse_token_map
 
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")      # org/name, as the Hugging Face hub names models
+
 __all__ = ["Adapted", "RecurrentAdapter", "StreamAdapter", "TokenMap", "adapt", "load_model", "parse_token_map"]
 
 
 def load_model(source) -> nn.Module:
-    """A torch module as it is, or a Hugging Face causal LM from a local folder (safetensors only, no code
-    from the folder, no download)."""
+    """A torch module as it is, or a Hugging Face causal LM from a local folder or, by its hub id, from the local
+    Hugging Face cache (safetensors only, no code from the folder, never a download)."""
     if isinstance(source, nn.Module):
         return source
     folder = Path(str(source))
-    if not folder.is_dir() or not (folder / "config.json").is_file():
-        raise NumvarsError(f"{source}: give a torch.nn.Module or a local Hugging Face model folder (with "
-                           f"config.json and model.safetensors); models are never downloaded")
+    hub_id = HUB_ID.match(str(source)) and not folder.exists()
+    if not hub_id and (not folder.is_dir() or not (folder / "config.json").is_file()):
+        raise NumvarsError(f"{source}: give a torch.nn.Module, a local Hugging Face model folder (with config.json "
+                           f"and model.safetensors) or the id of a model in the local Hugging Face cache; models are "
+                           f"never downloaded")
     try:
         import transformers
     except ImportError:
@@ -39,11 +44,12 @@ def load_model(source) -> nn.Module:
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     try:
-        return transformers.AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True,
+        return transformers.AutoModelForCausalLM.from_pretrained(str(source), local_files_only=True,
                                                                  use_safetensors=True).eval()
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
-        raise NumvarsError(f"{folder} holds no causal LM transformers can read from safetensors "
-                           f"({' '.join(str(e).split())[:160]})") from None
+        where = "is not in the local Hugging Face cache (numvars never downloads)" if hub_id else \
+            "holds no causal LM transformers can read from safetensors"
+        raise NumvarsError(f"{source} {where} ({' '.join(str(e).split())[:160]})") from None
 
 
 def adapt(model, site: str, tokens: dict, task) -> Adapted:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -61,7 +62,9 @@ def write_mib(a, out: Path) -> Path:
 
 def _load(path: Path) -> dict:
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():             # torch warns of the pickle protocol torch.save itself uses
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as e:
         raise NumvarsError(f"{path} is not a featurizer file torch's weights-only loader reads "
                            f"({' '.join(str(e).split())[:120]})") from None
