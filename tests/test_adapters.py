@@ -19,7 +19,7 @@ from test_cli import assert_one_line_error, run_cli  # noqa: E402
 
 FIT = dict(k=4, n_train=200, n_val=50, n_test=100, max_epochs=2, seed=3)
 # numvars' own site, and the module path whose output (or hidden state) it is
-SITES = {"gru": (None, "rnn"), "transformer": ("resid.1", "blocks.0")}
+SITES = {"gru": (None, "rnn"), "lstm": (None, "rnn"), "transformer": ("resid.1", "blocks.0")}
 
 
 def native_and_adapted(partly_trained, arch):
@@ -44,13 +44,13 @@ def float64(model):
         torch.set_default_dtype(before)
 
 
-@pytest.mark.parametrize("arch", ["gru", "transformer"])
+@pytest.mark.parametrize("arch", ["gru", "lstm", "transformer"])
 def test_das_through_the_adapter_equals_the_native_path(partly_trained, arch):
     model, adapted, task, native_site, path = native_and_adapted(partly_trained, arch)
-    assert isinstance(adapted, RecurrentAdapter if arch == "gru" else StreamAdapter)
+    assert isinstance(adapted, StreamAdapter if arch == "transformer" else RecurrentAdapter)
     with float64(model):
         ours = das(model, task, options=DASOptions(site=native_site, **FIT))
-        theirs = das(adapted, task, options=DASOptions(site=None if arch == "gru" else path, **FIT))
+        theirs = das(adapted, task, options=DASOptions(site=None if arch != "transformer" else path, **FIT))
     assert theirs.steps == ours.steps > 0
     assert torch.allclose(theirs.matrix, ours.matrix, atol=1e-5)
     assert (theirs.iia, theirs.iia_free, theirs.val_iia) == pytest.approx((ours.iia, ours.iia_free, ours.val_iia),
@@ -59,11 +59,11 @@ def test_das_through_the_adapter_equals_the_native_path(partly_trained, arch):
     assert 0 < ours.iia < 1 or 0 < ours.iia_free < 1           # a map that got some pairs right and some wrong
 
 
-@pytest.mark.parametrize("arch", ["gru", "transformer"])
+@pytest.mark.parametrize("arch", ["gru", "lstm", "transformer"])
 def test_full_swap_and_trial_accuracy_through_the_adapter_equal_the_native_path(partly_trained, arch):
     model, adapted, task, native_site, path = native_and_adapted(partly_trained, arch)
     ours = full_swap(model, task, options=FullSwapOptions(n=100, site=native_site))
-    theirs = full_swap(adapted, task, options=FullSwapOptions(n=100, site=None if arch == "gru" else path))
+    theirs = full_swap(adapted, task, options=FullSwapOptions(n=100, site=None if arch != "transformer" else path))
     assert theirs.summary()["iia_by_program"] == pytest.approx(ours.summary()["iia_by_program"], abs=1e-6)
     tokens = task.sample(20, seed=5).tokens
     with torch.no_grad():
