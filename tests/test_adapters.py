@@ -2,6 +2,7 @@
 pairs, same seed), its interventions change what they must, and bad input is one line."""
 import shutil
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,3 +194,27 @@ def test_explain_and_align_models_take_an_adapter_folder(hf_run, capsys, tmp_pat
     assert "verdict:" in out and "transformer.h.0" in out and (folder / "explain" / "explain.json").is_file()
     code, out, err = run_cli(capsys, "align-models", folder, folder, "k=4", "max_epochs=1", *small)
     assert code == 0 and "A's count into B" in out, err
+
+
+def test_a_token_map_may_name_tokens_of_the_model_folders_tokenizer(hf_run, capsys, tmp_path):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+
+    _, task, _, _ = load_run(hf_run)
+    folder = Path(shutil.copytree(Path(hf_run) / "hf", tmp_path / "hf"))
+    words = {"<pad>": 0, "<s>": 1, "</s>": 2, "go": 3, "void": 4, "apple": 5, "say": 6}     # the model's ids
+    Tokenizer(WordLevel(words, unk_token="<pad>")).save(str(folder / "tokenizer.json"))
+    names = dict(zip(task.vocab, words))                          # PAD -> <pad>, BOS -> <s>, ...
+    tokens = ",".join(f"{name}:{word}" for name, word in names.items())
+    code, out, err = run_cli(capsys, "adapt", folder, "site=transformer.h.0", f"tokens={tokens}",
+                             "task=single_object", "max_count=4", "holdouts=", "--out", tmp_path / "adapted")
+    assert code == 0, err
+    model, _, cfg, _ = load_run(tmp_path / "adapted")
+    assert model.tokens.mapping == dict(task.vocab) and cfg.tokens == dict(task.vocab)
+    code, _, err = run_cli(capsys, "adapt", folder, "site=transformer.h.0", "tokens=" + tokens.replace("apple", "pear"),
+                           "task=single_object", "--out", tmp_path / "x")
+    assert_one_line_error(code, err, "D='pear'", "no such token")
+    (folder / "tokenizer.json").unlink()
+    code, _, err = run_cli(capsys, "adapt", folder, "site=transformer.h.0", f"tokens={tokens}",
+                           "task=single_object", "--out", tmp_path / "x")
+    assert_one_line_error(code, err, "needs the model folder's tokenizer.json")

@@ -19,7 +19,7 @@ from ..errors import NumvarsError
 from .base import Adapted, find_module
 from .recurrent import RecurrentAdapter
 from .stream import StreamAdapter
-from .tokens import TokenMap, parse_token_map
+from .tokens import TokenMap, parse_token_map, resolve_strings
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")      # org/name, as the Hugging Face hub names models
 
@@ -54,13 +54,15 @@ def load_model(source) -> nn.Module:
 
 def adapt(model, site: str, tokens: dict, task) -> Adapted:
     """`model` (a module or a local HF folder) with its site module at path `site`, its token ids for the
-    task's tokens in `tokens` (name -> id), as a model numvars' interventions run on."""
+    task's tokens in `tokens` (name -> id, or name -> a token of the folder's tokenizer), as a model numvars'
+    interventions run on."""
     try:
         import nnsight  # noqa: F401
     except ImportError:
         raise NumvarsError("the adapter needs nnsight: pip install 'numvars[nnsight]'") from None
     module = load_model(model)
     vocab_size = getattr(getattr(module, "config", None), "vocab_size", None)
+    tokens = resolve_strings(tokens, None if isinstance(model, nn.Module) else model)
     token_map = TokenMap(tokens, task.vocab, vocab_size)
     kind = RecurrentAdapter if isinstance(find_module(module, site), nn.RNNBase) else StreamAdapter
     return probe(kind(module, site, token_map), task)

@@ -51,8 +51,9 @@ def is_adapter_folder(folder) -> bool:
 def write_folder(out, model_dir, site: str, tokens: dict, spec: TaskSpec) -> Path:
     """Check that the model adapts (module path, token map) before writing DIR/adapter.yaml."""
     from . import adapt
-    adapt(model_dir, site, tokens, Task(spec))
-    data = {"adapter": VERSION, "model": str(Path(model_dir).resolve()), "site": site, "tokens": dict(tokens),
+    adapted = adapt(model_dir, site, tokens, Task(spec))
+    where = str(Path(model_dir).resolve()) if Path(model_dir).exists() else str(model_dir)    # a folder, or a hub id
+    data = {"adapter": VERSION, "model": where, "site": site, "tokens": dict(adapted.tokens.mapping),
             "task": {f.name: (list(v) if isinstance(v := getattr(spec, f.name), tuple) else v) for f in fields(spec)}}
     io.write_yaml(Path(out) / FILE, data)
     return Path(out)

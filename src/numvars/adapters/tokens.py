@@ -43,15 +43,38 @@ class TokenMap:
         return model_logits.index_select(-1, self.ids.to(model_logits.device))
 
 
-def parse_token_map(text: str) -> dict[str, int]:
-    """`PAD:0,BOS:1,...` (or `=` for `:`) as a dict; a one-line error for anything else."""
+def parse_token_map(text: str) -> dict[str, int | str]:
+    """`PAD:0,BOS:1,...` (or `=` for `:`) as a dict; a value that is not an integer is a token of the model's
+    tokenizer (`BOS:<|endoftext|>`), looked up by `resolve_strings`."""
     out = {}
     for part in filter(None, (p.strip() for p in str(text).split(","))):
-        name, sep, value = part.replace("=", ":").partition(":")
-        try:
-            out[name.strip()] = int(value)
-        except ValueError:
-            raise NumvarsError(f"token map entry {part!r}: write TASK_TOKEN:MODEL_ID, e.g. BOS:1") from None
-        if not sep:
-            raise NumvarsError(f"token map entry {part!r}: write TASK_TOKEN:MODEL_ID, e.g. BOS:1")
+        name, sep, value = part.replace("=", ":", 1).partition(":")
+        if not sep or not name.strip() or not value.strip():
+            raise NumvarsError(f"token map entry {part!r}: write TASK_TOKEN:MODEL_ID (or a tokenizer token), "
+                               f"e.g. BOS:1")
+        value = value.strip()
+        out[name.strip()] = int(value) if value.lstrip("-").isdigit() else value
+    return out
+
+
+def resolve_strings(mapping: dict, folder) -> dict:
+    """The map with each string value replaced by its id in the tokenizer of a Hugging Face folder
+    (tokenizer.json, read as data); a one-line error when there is none or a string is not one token."""
+    strings = {name: value for name, value in mapping.items() if isinstance(value, str)}
+    if not strings:
+        return dict(mapping)
+    from pathlib import Path
+    path = Path(str(folder)) / "tokenizer.json" if folder is not None else None
+    if path is None or not path.is_file():
+        raise NumvarsError(f"token map {', '.join(f'{k}={v!r}' for k, v in strings.items())}: a token by name "
+                           f"needs the model folder's tokenizer.json; give model token ids instead")
+    from tokenizers import Tokenizer
+    tokenizer = Tokenizer.from_file(str(path))
+    out = dict(mapping)
+    for name, value in strings.items():
+        token_id = tokenizer.token_to_id(value)
+        if token_id is None:
+            raise NumvarsError(f"token map {name}={value!r}: the tokenizer has no such token; give one of its "
+                               f"tokens or a model token id")
+        out[name] = token_id
     return out
