@@ -151,7 +151,8 @@ def test_the_adapt_command_makes_a_folder_align_fullswap_and_eval_take(hf_run, c
     assert code == 0 and "overall" in out
     for words, expected in [(["site=transformer.hh.0", f"tokens={tokens}"], ["no module 'transformer.hh.0'"]),
                             (["site=transformer.h.0", "tokens=PAD:0,BOS:1"], ["no model token", "EOS"]),
-                            (["site=transformer.h.0"], ["give tokens="])]:
+                            (["site=transformer.h.0"], ["give tokens="]),
+                            (["site=transformer", f"tokens={tokens}"], ["outputs a BaseModelOutput", "not a stream"])]:
         code, _, err = run_cli(capsys, "adapt", f"{hf_run}/hf", *words, *task_words, "--out", tmp_path / "x")
         assert_one_line_error(code, err, *expected)
     code, _, err = run_cli(capsys, "adapt", tmp_path, "site=a", f"tokens={tokens}", "--out", tmp_path / "x")

@@ -149,6 +149,10 @@ def test_export_of_a_folder_that_is_no_alignment_is_one_line(aligned, capsys, tm
     (bad / "result.json").write_text(json.dumps({"site": "state", "map": "orthogonal", "k": "3"}))
     code, _, err = run_cli(capsys, "export", bad, "--to", "mib")
     assert_one_line_error(code, err, "no valid 'k'")
+    shutil.copy(aligned[1]["one"] / "result.json", bad / "result.json")
+    (bad / "alignment.safetensors").write_bytes(b"not safetensors")
+    code, _, err = run_cli(capsys, "export", bad, "--to", "pyvene")
+    assert_one_line_error(code, err, "not an alignment numvars can export", "corrupt")
 
 
 def test_transformer_sites_answer_to_transformerlens_hook_names():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import NumvarsError
 from .base import Adapted, first, model_logits
 from .cached import free_run_cached, has_cache
 
@@ -33,6 +34,10 @@ class StreamAdapter(Adapted):
         env = self.envelope()
         with env.trace(self.tokens.encode(tokens)):
             out = first(self.at(env, site).output).save()
+        if not isinstance(out, Tensor) or out.dim() != 3 or out.shape[:2] != tokens.shape:
+            kind = f"a {type(out).__name__}" if not isinstance(out, Tensor) else f"of shape {tuple(out.shape)}"
+            raise NumvarsError(f"module {site!r} outputs {kind}, not a stream (batch, positions, d) for tokens of shape "
+                               f"{tuple(tokens.shape)}; name a module whose output is one, e.g. a block")
         return out
 
     def logits_from(self, site: str, acts: Tensor, positions: Tensor) -> Tensor:

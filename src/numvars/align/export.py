@@ -102,7 +102,10 @@ def read_alignment(align_dir) -> ExportedAlignment:
     for key, kind in (("site", str), ("map", str), ("k", int), ("variables", list), ("program", str)):
         if not isinstance(s.get(key), kind) or isinstance(s.get(key), bool):
             raise _fail(align_dir, f"result.json has no valid {key!r}")
-    tensors = io.load_tensors(inside(align_dir, "alignment.safetensors"))
+    try:
+        tensors = io.load_tensors(inside(align_dir, "alignment.safetensors"))
+    except NumvarsError as e:
+        raise _fail(align_dir, str(e).split(";")[0]) from None
     matrix = tensors.get("matrix")
     if matrix is None or matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1] or not matrix.is_floating_point():
         raise _fail(align_dir, "alignment.safetensors holds no square matrix")
