@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-pytest.importorskip("nnsight")
+from conftest import extra  # noqa: E402
+
+extra("nnsight")
 
 from numvars.adapters import RecurrentAdapter, StreamAdapter, adapt  # noqa: E402
 from numvars.align import DASOptions, FullSwapOptions, das, full_swap  # noqa: E402

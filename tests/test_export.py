@@ -18,7 +18,7 @@ from numvars.align.sites import get_site, hook_name
 from numvars.errors import NumvarsError
 from numvars.runs import load_run
 
-from conftest import claim_trained
+from conftest import claim_trained, extra
 from test_cli import assert_one_line_error, run_cli
 
 SMALL = ["n_train=200", "n_val=50", "n_test=50", "max_epochs=1", "--quiet"]
@@ -57,6 +57,7 @@ def numvars_swap(model, align_dir, base, source, variable=0):
 
 
 def test_pyvene_forward_with_the_exported_rotation_reproduces_numvars_swap(aligned, capsys, tmp_path):
+    extra("pyvene")
     run, dirs = aligned
     code, out, _ = run_cli(capsys, "export", dirs["one"], "--to", "pyvene", "--out", tmp_path / "pv")
     assert code == 0 and "exported: pyvene" in out and "k=3" in out
@@ -73,6 +74,7 @@ def test_pyvene_forward_with_the_exported_rotation_reproduces_numvars_swap(align
 
 
 def test_pyvene_swaps_each_variable_of_a_joint_alignment_by_its_subspace(aligned, tmp_path):
+    extra("pyvene")
     run, dirs = aligned
     from numvars.align.export import export
     iv = load_pyvene(export(dirs["two"], "pyvene", tmp_path / "pv2"))

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
+from conftest import extra  # noqa: E402
+
+transformers = extra("transformers")
 
 from numvars import models  # noqa: E402
 from numvars.runs import load_run  # noqa: E402
@@ -81,7 +83,7 @@ def test_hf_sizes_are_checked_in_one_line(capsys, tmp_path):
 def test_pyvene_runs_the_exported_rotation_on_the_gpt2_and_gets_numvars_intervened_logits(hf_run, tmp_path):
     """The whole model, not just the swap: pyvene's IntervenableModel, on the GPT-2 as transformers loads it, with
     the exported map at block 0's output (numvars' resid.1), swapping at each pair's t from the source's u."""
-    pv = pytest.importorskip("pyvene")
+    pv = extra("pyvene")
     from numvars.align import das
     from numvars.align.export import export
     from numvars.align.intervention import Intervention
