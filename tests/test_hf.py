@@ -55,7 +55,9 @@ def test_numvars_aligns_an_hf_run_at_a_transformerlens_named_site_and_exports_it
     align_dir = out.strip().split("result: ")[-1]
     code, out, _ = run_cli(capsys, "export", align_dir, "--to", "pyvene")
     config = json.loads((Path(out.strip().split("written: ")[-1]) / "config.json").read_text())
-    assert config["representation"]["module"] == "lm.transformer.h.0" and config["numvars"]["model"]["arch"] == "hf"
+    assert config["representation"]["module"] == "transformer.h.0" and config["numvars"]["model"]["arch"] == "hf"
+    assert (config["representation"]["pyvene_layer"], config["representation"]["pyvene_component"]) == \
+        (0, "block_output")
     assert config["numvars"]["hook"] == "blocks.0.hook_resid_post"
 
 
@@ -92,15 +94,18 @@ def test_pyvene_runs_the_exported_rotation_on_the_gpt2_and_gets_numvars_interven
     from numvars.programs import make_pairs
 
     model, task, _, _ = load_run(hf_run)
+    run = Path(shutil.copytree(hf_run, tmp_path / "run"))
     align_dir = das(model, task, k=6, site="resid.1", n_train=200, n_val=50, n_test=50, max_epochs=1).save(
-        tmp_path / "align" / "das")
+        run / "align" / "das")
     ours_iv = Intervention.load(model, align_dir)
     pairs = cache(ours_iv.site, make_pairs(task, "up_down", ("count",), 24, seed=1))
     with torch.no_grad():
         ours = ours_iv.logits(pairs)                                            # (N, M, V)
+    folder = export(align_dir, "pyvene", tmp_path / "pv")
+    where = json.loads((folder / "config.json").read_text())["representation"]     # where pyvene should intervene
     config = pv.IntervenableConfig(representations=[pv.RepresentationConfig(
-        layer=0, component="block_output", unit="pos", max_number_of_units=1,
-        intervention=load_pyvene(export(align_dir, "pyvene", tmp_path / "pv")))])
+        layer=where["pyvene_layer"], component=where["pyvene_component"], unit="pos", max_number_of_units=1,
+        intervention=load_pyvene(folder))])
     lm = transformers.GPT2LMHeadModel.from_pretrained(str(Path(hf_run) / "hf"), local_files_only=True).eval()
     net = pv.IntervenableModel(config, lm)
     t, u = [[[x] for x in pairs.t.tolist()]], [[[x] for x in pairs.u.tolist()]]

@@ -42,10 +42,19 @@ def module_path(a) -> str | None:
     if arch == "transformer" and site.startswith("resid."):
         layer = int(site.split(".")[1])
         return "embed" if layer == 0 else f"blocks.{layer - 1}"
-    if arch == "hf" and site.startswith("resid."):
+    if arch == "hf" and site.startswith("resid."):       # in RUN/hf as transformers loads it (GPT2LMHeadModel)
         layer = int(site.split(".")[1])
-        return "lm.transformer.wte" if layer == 0 else f"lm.transformer.h.{layer - 1}"
+        return "transformer.drop" if layer == 0 else f"transformer.h.{layer - 1}"
+    if arch == "adapter":
+        return a.model.get("module")
     return "rnn" if arch == "gru" else None
+
+
+def pyvene_component(a) -> dict:
+    """pyvene's own name of the site, where pyvene knows the model: a GPT-2's block output at a layer."""
+    if a.model.get("arch") == "hf" and a.site.startswith("resid.") and a.site != "resid.0":
+        return {"pyvene_layer": int(a.site.split(".")[1]) - 1, "pyvene_component": "block_output"}
+    return {}
 
 
 def write_pyvene(a, out: Path) -> Path:
@@ -55,6 +64,7 @@ def write_pyvene(a, out: Path) -> Path:
     config = {"intervention_type": INTERVENTION, "embed_dim": d, "interchange_dim": k,
               "subspace_partition": partition if len(partition) > 1 else None,
               "representation": {"module": module_path(a), "hook": "output", "unit": "pos",
+                                 **pyvene_component(a),
                                  "note": "swap at one position of the base (t) from one of the source (u)"},
               "numvars": a.describe()}
     io.save_tensors(out / STATE, state, metadata={"format": "numvars-pyvene"})
