@@ -31,7 +31,7 @@ from numvars.align.maps import block_masks, make_map  # noqa: E402
 from numvars.align.search import step_loss  # noqa: E402
 from numvars.align.sites import cache, get_site  # noqa: E402
 from numvars.config import from_mapping  # noqa: E402
-from numvars.models import ARCHS  # noqa: E402
+from numvars.models import ARCHS, PAPER_ARCHS  # noqa: E402
 from numvars.programs import make_pairs  # noqa: E402
 from numvars.train import train  # noqa: E402
 
@@ -81,7 +81,7 @@ def step_timings(model, task, device: torch.device, n_pairs: int, batch: int, re
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
+    p.add_argument("--archs", nargs="+", default=list(PAPER_ARCHS), choices=ARCHS)
     p.add_argument("--out", type=Path, default=Path("runs/bench"))
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--pairs", type=int, default=12_000)

@@ -26,7 +26,7 @@ import torch
 
 from numvars import models
 from numvars.config import from_mapping
-from numvars.models import ARCHS
+from numvars.models import ARCHS, PAPER_ARCHS
 from numvars.tasks import VARIANTS
 from numvars.train import lr_factor, next_token_loss, train
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=["multi_object"], choices=sorted(VARIANTS))
-    p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
+    p.add_argument("--archs", nargs="+", default=list(PAPER_ARCHS), choices=ARCHS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds for time to criterion")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="run directories for time to criterion")
     p.add_argument("--skip-criterion", action="store_true", help="only time training steps")

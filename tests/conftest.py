@@ -5,6 +5,8 @@ tiny and every run is trained once and shared. No test asserts a time.
 """
 from __future__ import annotations
 
+import importlib
+import os
 import sys
 from contextlib import contextmanager
 
@@ -31,6 +33,17 @@ PARTLY = {
     "gru_minimal": dict(arch="gru", task="single_object", bos=False, trigger=False, void_prob=0.2, d_model=16,
                         max_count=6, holdouts="", max_epochs=40, eval_per_count=2, seed=1),
 }
+
+
+def extra(module: str):
+    """An optional extra's module (transformers, nnsight, pyvene): skipped without it, unless
+    NUMVARS_REQUIRE_EXTRAS is set (CI installs the extras, so a missing one fails there)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("NUMVARS_REQUIRE_EXTRAS"):
+            pytest.fail(f"NUMVARS_REQUIRE_EXTRAS is set but {module} is not installed", pytrace=False)
+        pytest.skip(f"{module} is not installed (pip install 'numvars[hf,nnsight,pyvene]')", allow_module_level=True)
 
 
 @contextmanager
@@ -69,6 +82,22 @@ def tiny_config(out, **overrides):
 def tiny_run(tmp_path_factory):
     """A finished tiny GRU run (RunResult); treat its directory as read-only (copy it to damage it)."""
     return train(tiny_config(tmp_path_factory.mktemp("tiny_runs")), progress=False)
+
+
+# A tiny Hugging Face GPT-2 (arch=hf: d = 20, 2 layers, 2 heads) trained by numvars on counts 1..4: it reaches
+# the criterion in a few epochs (about a second), with no download.
+HF_TINY = dict(arch="hf", task="single_object", d_model=20, n_layers=2, n_heads=2, max_count=4, holdouts="",
+               max_epochs=40, seed=0)
+
+
+@pytest.fixture(scope="session")
+def hf_run(tmp_path_factory):
+    """A finished tiny arch=hf run directory (read-only: copy it to damage it); skipped without transformers."""
+    extra("transformers")
+    with in_float32():
+        result = train(from_mapping({**HF_TINY, "out": str(tmp_path_factory.mktemp("hf_runs"))}), progress=False)
+    assert result.summary["reached_criterion"]
+    return result.run_dir
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import extra
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
@@ -27,6 +29,8 @@ def test_every_python_block_of_the_tutorial_runs_in_order_in_one_namespace(monke
     monkeypatch.chdir(tmp_path)                 # anything the tutorial writes lands here
     namespace: dict = {"__name__": "tutorial"}
     for i, block in enumerate(python_blocks((DOCS / "tutorial.md").read_text()), start=1):
+        if "arch=\"hf\"" in block or "numvars.adapters" in block:     # part 6: the hf and nnsight extras
+            extra("transformers"), extra("nnsight")
         try:
             exec(compile(block, f"docs/tutorial.md, python block {i}", "exec"), namespace)
         except Exception as e:

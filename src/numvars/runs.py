@@ -8,8 +8,16 @@ from .errors import NumvarsError
 
 
 def load_run(run_dir, require_trained: bool = True, checkpoint: str | None = None):
-    """(model, task, config, summary) of a run directory."""
+    """(model, task, config, summary) of a run directory, or of an adapter folder (`numvars adapt`: a model
+    numvars did not train, seen through nnsight; its config is the adapter file's contents, and it counts as
+    trained)."""
     run_dir = Path(run_dir)
+    from .adapters.folder import is_adapter_folder, read_folder
+    if is_adapter_folder(run_dir):
+        if checkpoint is not None:
+            raise NumvarsError(f"{run_dir} is an adapter folder; it has no checkpoints")
+        model, task, data = read_folder(run_dir)
+        return model, task, data, {"reached_criterion": True, "adapter": True}
     model = models.load(run_dir, checkpoint)
     cfg = loaders.read_config(run_dir)
     summary = loaders.read_summary(run_dir) if require_trained else None

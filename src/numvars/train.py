@@ -258,6 +258,8 @@ def _finish(run_dir: Path, cfg: RunConfig, model, rows: list[dict], device) -> d
         rows[-1]["checkpoint"] = True
         io.save_tensors(run_dir / "checkpoints" / f"epoch_{rows[-1]['epoch']:06d}.safetensors", model.state_dict())
     io.save_tensors(run_dir / "model.safetensors", model.state_dict())
+    if cfg.model.arch == "hf":                     # and the Hugging Face folder, for any HF tool
+        model.save(run_dir / models.hf.FOLDER)
     io.write_table(run_dir / "metrics.parquet", pd.DataFrame(rows))
     last = rows[-1]
     first = criterion_epoch(rows)

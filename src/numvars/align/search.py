@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
-from .. import io
+from .. import io, versions
 from ..errors import NumvarsError
 from ..paths import inside
 from ..programs import PHASES, Pairs, Program, get_program, make_pairs
@@ -144,6 +144,14 @@ def untrained_copy(model: nn.Module, seed: int) -> nn.Module:
         torch.manual_seed(seed)
         for m in resettable:
             m.reset_parameters()
+        for m in fresh.modules():                   # Hugging Face models: their own initialisation, which also
+            if callable(getattr(m, "_init_weights", None)) and hasattr(m, "config"):   # covers GPT-2's Conv1D
+                with torch.no_grad():
+                    m.apply(m._init_weights)
+    kept = [name for (name, new), old in zip(fresh.named_parameters(), model.parameters()) if torch.equal(new, old)]
+    if kept:
+        versions.note(f"control=untrained: {len(kept)} parameter(s) of {type(model).__name__} have no initialiser "
+                      f"and keep their trained values (e.g. {kept[0]}); the control is partly trained")
     return fresh
 
 

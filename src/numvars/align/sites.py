@@ -19,6 +19,7 @@ Two kinds of model get sites without any change to numvars:
 """
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 
 import torch
@@ -139,6 +140,9 @@ class StreamSite:
 
     @torch.no_grad()
     def free_run(self, pairs: Pairs, state: Tensor, scored: Tensor) -> Tensor:
+        own = getattr(self.model, "free_run_from", None)    # a model's own generation (an adapter's KV cache)
+        if callable(own):
+            return own(self.name, pairs.states["prefix"], pairs.t, state, pairs.cont, scored)
         if self.generates:
             return self._generate(pairs, state, scored)
         seq, out = pairs.states["prefix"].clone(), []
@@ -210,10 +214,35 @@ def frozen(model: nn.Module, device):
         model.train(was_training).to(home)
 
 
+_HOOK = re.compile(r"^blocks\.(\d{1,4})\.hook_resid_(pre|post)$")
+
+
+def from_hook_name(name: str) -> str:
+    """numvars' site for a TransformerLens hook name (`blocks.{l}.hook_resid_post` is `resid.{l+1}`,
+    `blocks.{l}.hook_resid_pre` is `resid.{l}`); any other name is returned as it is."""
+    match = _HOOK.match(name)
+    if match is None:
+        return name
+    layer = int(match.group(1))
+    return f"resid.{layer + 1 if match.group(2) == 'post' else layer}"
+
+
+def hook_name(site: str) -> str | None:
+    """The TransformerLens hook name of a residual-stream site (`resid.L` is `blocks.{L-1}.hook_resid_post`,
+    `resid.0` is `blocks.0.hook_resid_pre`); None for a site that has none (a recurrent state)."""
+    match = re.match(r"^resid\.(\d+)$", site)
+    if match is None:
+        return None
+    layer = int(match.group(1))
+    return "blocks.0.hook_resid_pre" if layer == 0 else f"blocks.{layer - 1}.hook_resid_post"
+
+
 def get_site(model: nn.Module, name: str | None = None):
-    """The site object for a model and a site name (default: the model's own default site)."""
+    """The site object for a model and a site name (default: the model's own default site); a Transformer's
+    sites also answer to their TransformerLens hook names."""
     name = name or default_site(model)
     if has_named_sites(model):
+        name = from_hook_name(name)
         if name not in model.site_names:
             raise NumvarsError(f"unknown site {name!r}; this model's sites: {', '.join(model.site_names)}")
         return StreamSite(model, name)

@@ -9,7 +9,7 @@ import os
 import sys
 
 from ..errors import NumvarsError, one_line
-from . import interventions, runs, trials
+from . import adapt, export, interventions, runs, trials
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,10 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     runs.register(sub)
     interventions.register(sub)
     trials.register(sub)
+    export.register(sub)
+    adapt.register(sub)
     return p
 
 
-PATHS = ("run_dir", "run_dirs", "run_a", "run_b", "results", "out", "from_run", "align_dir")
+PATHS = ("run_dir", "run_dirs", "run_a", "run_b", "results", "out", "from_run", "align_dir", "model")
 
 
 def check_paths(args) -> None:

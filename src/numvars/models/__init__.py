@@ -10,15 +10,16 @@ from torch import nn
 from ..errors import NumvarsError
 from ..io import load_tensors, read_yaml
 from ..paths import inside, run_folder
-from .config import ARCHS, ModelConfig
+from .config import ARCHS, PAPER_ARCHS, ModelConfig
 from .grouped import GroupedRNN
+from .hf import HFCausalLM
 from .rnn import GRULM, LSTMLM, RecurrentLM, step_states
 from .transformer import TransformerLM
 
-__all__ = ["ARCHS", "ModelConfig", "GRULM", "GroupedRNN", "LSTMLM", "RecurrentLM", "TransformerLM", "build", "load",
+__all__ = ["ARCHS", "PAPER_ARCHS", "ModelConfig", "GRULM", "GroupedRNN", "HFCausalLM", "LSTMLM", "RecurrentLM", "TransformerLM", "build", "load",
            "load_weights", "is_recurrent", "default_site", "step_states", "read_weights", "model_config"]
 
-_CLASSES = {"gru": GRULM, "lstm": LSTMLM, "transformer": TransformerLM}
+_CLASSES = {"gru": GRULM, "lstm": LSTMLM, "transformer": TransformerLM, "hf": HFCausalLM}
 
 
 def build(cfg: ModelConfig, seed: int | None = None) -> nn.Module:
@@ -86,4 +87,16 @@ def load(run_dir, checkpoint: str | None = None) -> nn.Module:
     """The trained model of a run directory (in eval mode), or one of its checkpoints by file name."""
     cfg = model_config(run_dir)                   # first: a missing or wrong folder is named as such
     path, tensors = read_weights(run_dir, checkpoint)
+    if cfg.arch == "hf" and checkpoint is None:    # the final model: from its save_pretrained folder
+        from .hf import FOLDER
+        model = HFCausalLM.from_folder(inside(run_dir, FOLDER))
+        check_same(model, tensors, path)
+        return model
     return load_weights(build(cfg), path, tensors).eval()
+
+
+def check_same(model: nn.Module, tensors: dict, path) -> None:
+    """A model read from elsewhere (a save_pretrained folder) must hold the run's own weights."""
+    mine = model.state_dict()
+    if set(mine) != set(tensors) or any(not torch.equal(mine[k], tensors[k]) for k in tensors):
+        raise NumvarsError(f"{path} and the model's save_pretrained folder hold different weights; retrain the run")

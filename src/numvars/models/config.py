@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass
 from .. import options
 from ..errors import NumvarsError
 
-ARCHS = ("gru", "lstm", "transformer")
+PAPER_ARCHS = ("gru", "lstm", "transformer")       # the paper's architectures (the benchmarks' defaults)
+ARCHS = (*PAPER_ARCHS, "hf")                        # hf: a GPT-2 of transformers (models/hf.py)
 POSITIONAL = ("rope", "none")
 MAX_D_MODEL = 2048   # the paper's largest is 96; beyond this the d×d alignment maps and the models outgrow memory
 MAX_LAYERS = 48
@@ -17,7 +18,7 @@ class ModelConfig:
     arch: str = "gru"
     vocab_size: int = 9
     d_model: int = 20
-    n_layers: int = 2          # Transformer only
+    n_layers: int = 2          # Transformer and hf only
     n_heads: int = 1           # Transformer only
     pos: str = "rope"          # Transformer only: "rope" or "none" (NPE)
     head_dropout: float = 0.5  # dropout on the hidden layer of the MLP head
@@ -42,11 +43,16 @@ class ModelConfig:
             options.check_range("n_heads", self.n_heads, 1, self.d_model, "each head needs at least one unit")
             if self.d_model % self.n_heads or (self.pos == "rope" and (self.d_model // self.n_heads) % 2):
                 raise NumvarsError(f"d_model={self.d_model} must split into n_heads={self.n_heads} heads of even size")
+        if self.arch == "hf":
+            options.check_range("n_layers", self.n_layers, 1, MAX_LAYERS)
+            options.check_range("n_heads", self.n_heads, 1, self.d_model, "each head needs at least one unit")
+            if self.d_model % self.n_heads:
+                raise NumvarsError(f"d_model={self.d_model} must split into n_heads={self.n_heads} heads")
         if not 0 <= self.head_dropout < 1:
             raise NumvarsError(f"head_dropout={self.head_dropout} must be in [0, 1)")
         if not 0 <= self.layer_dropout < 1:
             raise NumvarsError(f"layer_dropout={self.layer_dropout} must be in [0, 1)")
-        if self.layer_dropout and self.arch != "transformer":
+        if self.layer_dropout and self.arch not in ("transformer", "hf"):
             raise NumvarsError("layer_dropout is for the Transformer's blocks; recurrent models have head_dropout")
 
     def to_dict(self) -> dict:
