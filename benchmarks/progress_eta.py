@@ -39,7 +39,7 @@ def watch(command: list[str]) -> tuple[list[tuple[float, int, int, float | None]
     lines printed above the bar."""
     started = time.perf_counter()
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=False)
-    states, phases, buf = [], [], b""
+    states, phases, buf, tail = [], [], b"", b""
     streams = {proc.stderr.fileno(): proc.stderr, proc.stdout.fileno(): proc.stdout}
     while streams:
         ready, _, _ = select.select(list(streams), [], [], 1.0)
@@ -52,6 +52,7 @@ def watch(command: list[str]) -> tuple[list[tuple[float, int, int, float | None]
             if fd == proc.stdout.fileno():
                 phases += [line for line in chunk.decode(errors="replace").splitlines() if line.strip()]
                 continue
+            tail = (tail + chunk)[-4000:]
             buf += chunk
             *parts, buf = re.split(rb"[\r\n]", buf)
             for part in parts:
@@ -60,7 +61,8 @@ def watch(command: list[str]) -> tuple[list[tuple[float, int, int, float | None]
                     states.append((now, int(m.group(1)), int(m.group(2)), left_seconds(m)))
     proc.wait()
     if proc.returncode != 0:
-        raise SystemExit(f"the command failed (exit {proc.returncode}): {' '.join(command)}")
+        raise SystemExit(f"the command failed (exit {proc.returncode}): {' '.join(command)}\n"
+                         f"{tail.decode(errors='replace').splitlines()[-1] if tail.strip() else ''}")
     return states, time.perf_counter() - started, phases
 
 

@@ -4,7 +4,7 @@ count too: a lazy import is still a dependency). Read from the source, so it run
 
     foundation  errors, options, io, paths, stats, device, versions, pages (HTML building blocks), the face
     tasks
-    models, programs
+    models, programs, adapters (other people's models behind the same sites)
     training    config, loaders, train, train_group, resume, evaluate, runs
     align       interventions and alignment
     jobs        the engine, the job cache, job costs
@@ -23,7 +23,7 @@ LAYERS = [
     ["numvars", "numvars.errors", "numvars.options", "numvars.io", "numvars.paths", "numvars.stats", "numvars.device",
      "numvars.versions", "numvars.pages", "numvars.explorer"],
     ["numvars.tasks"],
-    ["numvars.models", "numvars.programs"],
+    ["numvars.models", "numvars.programs", "numvars.adapters"],
     ["numvars.config", "numvars.loaders", "numvars.train", "numvars.train_group", "numvars.resume",
      "numvars.evaluate", "numvars.runs"],
     ["numvars.align"],
