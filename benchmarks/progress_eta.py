@@ -21,12 +21,16 @@ import time
 from pathlib import Path
 
 REPORTS = Path(__file__).parent / "reports"
-STATE = re.compile(r"(\d+)/(\d+) jobs \[[^,\]]*(?:, )?(?:(?:(\d+)h(\d+)m|(\d+)m(\d+)s) left)?")
+STATE = re.compile(r"(\d+)/(\d+) jobs \[([^\]]*)\]")
+LEFT = re.compile(r"(?:(\d+)h(\d+)m|(\d+)m(\d+)s) left")
 MARKS = (0.10, 0.25, 0.50, 0.75)
 
 
-def left_seconds(m: re.Match) -> float | None:
-    h, hm, mm, ms = m.group(3), m.group(4), m.group(5), m.group(6)
+def left_seconds(state: re.Match) -> float | None:
+    m = LEFT.search(state.group(3))
+    if m is None:
+        return None
+    h, hm, mm, ms = m.groups()
     if h is not None:
         return int(h) * 3600 + int(hm) * 60
     if mm is not None:
@@ -88,6 +92,7 @@ def main(argv=None):
         marks.append({"fraction": mark, "jobs_done": n, "at_s": round(s, 1), "said_left_s": left,
                       "real_left_s": round(real, 1), "ratio": round(left / real, 3) if real > 0 else None})
     doc = {"command": " ".join(command), "wall_s": round(wall, 1), "totals_shown": totals,
+           "states": [[round(s, 1), n, t, left] for s, n, t, left in states],
            "total_never_changed": len(totals) == 1, "jobs": total, "marks": marks, "phases": phases,
            "machine_load_note": "measured as it ran; other work on the machine slows it the same for bar and run"}
     REPORTS.mkdir(exist_ok=True)

@@ -85,7 +85,7 @@ class Progress:
         self._skips: dict[int, tuple] = {}                 # id -> (an expander's skipped list, entries credited)
         self.n, self.total = 0, (budget.total_jobs if budget else 0)    # kept here: a disabled tqdm counts nothing
         self.bar = tqdm(total=self.total, desc=desc, unit="job", disable=not enabled, dynamic_ncols=True,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} jobs [{elapsed}, {postfix}]")
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} jobs [{elapsed}{postfix}]")
         self._show()
 
     # --- what happens ------------------------------------------------------------------------------------
