@@ -47,7 +47,8 @@ def main(argv=None):
     cpu = torch.device("cpu")
     table = {"note": "seconds per unit of work on this CPU, torch %s, one thread per worker; "
                      "written by python benchmarks/job_costs.py" % torch.__version__,
-             "das_typical_epochs": 25, "archs": {}}
+             "das_typical_epochs": 25, "archs": {},
+             "finishing": json.loads(DATA.read_text()).get("finishing") if DATA.is_file() else None}
     for arch in args.archs:
         step = train_speed.step_timings("multi_object", arch, cpu, 20, 128, 50, 5)
         model, task = das_speed.trained_model(arch, args.out, "cpu")

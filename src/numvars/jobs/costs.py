@@ -74,6 +74,14 @@ class Costs:
     def trials(self, arch: str, trials: int) -> float:
         return self.arch(arch)["trial_s"] * trials
 
+    def explain_page(self) -> float:
+        """Concluding one explained run after its jobs (verdict, page), in the main process."""
+        return float((self.t.get("finishing") or {}).get("explain_page_s", 0.0))
+
+    def report(self, runs: int) -> float:
+        """Analysing a results folder of `runs` runs and rendering its report."""
+        return float((self.t.get("finishing") or {}).get("report_s_per_run", 0.0)) * runs
+
     def scoring(self, arch: str, pairs: int) -> float:
         """Forward passes over `pairs` pairs (no fitting): an evidence job's work."""
         return pairs * self.arch(arch)["das_step_s"] / 512

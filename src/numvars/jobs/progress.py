@@ -107,6 +107,19 @@ class Progress:
         self.label = _label(job)
         self.credit(skipped)
 
+    def did(self, group: str, kind: str) -> None:
+        """A planned piece of work that is not a job (an explain page, the report) is done."""
+        if self.budget is None:
+            return
+        seconds = self.budget.cost(_Kind(kind), group)
+        self.spent += seconds
+        self.done[group] = self.done.get(group, 0) + 1
+        self.used[group] = self.used.get(group, 0.0) + seconds
+        if self.n >= self.total:
+            self._add(1)
+        self._advance(1)
+        self._show()
+
     def credit(self, skipped) -> None:
         """Credits the entries of an expander's `skipped` list, (group, kind) each, not credited before."""
         _, seen = self._skips.get(id(skipped), (skipped, 0))

@@ -28,6 +28,9 @@ from .presets import Preset, grid, train_overrides
 from ..train import checkpoint_epochs, finished_summary
 
 
+FINISHING = "finishing"            # the group of the work after the jobs: explain pages, the analyses and report
+
+
 @dataclass
 class Plan:
     counts: pd.DataFrame          # kind, jobs, done, to_run, seconds (to run, one worker)
@@ -85,7 +88,7 @@ def _expected_result(j: Job, costs: Costs) -> dict:
 
 
 def plan(preset: Preset, out: Path, workers: int, device: str = "cpu", threads: int = 1) -> Plan:
-    from .grid import GridDependents, train_job
+    from .grid import GridDependents, is_explained, train_job
 
     costs = Costs.load(out)
     roots = [train_job(spec, preset, out / "runs", device, threads) for spec in grid(preset)]
@@ -113,11 +116,16 @@ def plan(preset: Preset, out: Path, workers: int, device: str = "cpu", threads: 
             add(group, kind, j, done, cost, index)                          # explain's later jobs
         for cost in _align_models_costs(preset, spec, costs):            # cross-model alignments, after the grid
             add("align_models", "align_models", None, False, cost, index)
+        if preset.explain is not None and is_explained(preset, spec.arch, spec.task, spec.d_model, spec.variant,
+                                                       spec.seed):
+            rows.append((FINISHING, "explain_page", None, False, costs.explain_page()))    # its explain page, after the grid
+    rows.append((FINISHING, "report", None, False, costs.report(len(roots))))      # the analyses and the report
+    finishing = sum(r[-1] for r in rows if r[0] == FINISHING)                        # in the main process, serially
     frame = pd.DataFrame([r[1:2] + r[3:] for r in rows], columns=["kind", "done", "seconds"])
     counts = frame.groupby("kind", sort=False).agg(jobs=("done", "size"), done=("done", "sum"),
                                                   seconds=("seconds", "sum")).reset_index()
     counts["to_run"] = counts["jobs"] - counts["done"]
-    return Plan(counts[["kind", "jobs", "done", "to_run", "seconds"]], _simulate(tasks, workers), workers,
+    return Plan(counts[["kind", "jobs", "done", "to_run", "seconds"]], _simulate(tasks, workers) + finishing, workers,
                 costs.source, rows, checkpoints)
 
 

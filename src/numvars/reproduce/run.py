@@ -27,7 +27,7 @@ from ..jobs.engine import check_jobs, default_jobs, job, run_graph
 from ..jobs.progress import Progress
 from ..paths import check_length
 from .grid import GridDependents, assemble, is_explained, train_job
-from .plan import plan
+from .plan import FINISHING, plan
 from .presets import PRESETS, Preset, grid
 
 def run_jobs(preset: Preset, out: Path, device: str = "cpu", threads: int = 1, progress: bool | Progress = True,
@@ -61,6 +61,8 @@ def after_grid(preset: Preset, out: Path, runs: pd.DataFrame, device: str, jobs:
                 continue
             # its jobs ran with the grid's (GridDependents), so this reads them, then sizes what the verdict names
             x, page = explain_runs([r.run_dir], jobs=jobs, progress=False, device=device, **preset.explain)
+            if not isinstance(progress, bool):                # a bar over the plan: its explain page is done
+                progress.did(FINISHING, "explain_page")
             explained.append({"run_name": r.run_name, "arch": r.arch, "task": r.task, "d_model": r.d_model,
                               "seed": r.seed, "best": x.best, "grade": x.grade,
                               "verdict": x.named.headline if x.named else x.text,
@@ -99,9 +101,6 @@ def reproduce(preset: str | Preset = "quick", out=None, device: str = "auto", th
               address: str | None = None) -> Path:
     """Run a preset (a name or a Preset) end to end: jobs, raw tables, analyses, report.
     Returns the report path. jobs: worker processes (default: one per core)."""
-    from ..analysis import analyze
-    from ..report import render
-
     p = get_preset(preset)
     out = Path(out or Path("results") / p.name)
     check_length(out, "out")
@@ -118,8 +117,17 @@ def reproduce(preset: str | Preset = "quick", out=None, device: str = "auto", th
         tables = run_jobs(p, out, dev, threads, bar, jobs, engine, address, planned and planned.checkpoints)
         bar.phase("grid done: evaluations, alignments, full swaps and explain's jobs")
         tables.update(after_grid(p, out, tables["runs"], dev, jobs, bar))
+        return _write(p, out, tables, started, dev, threads, jobs, engine, bar)
     finally:
         bar.close()
+
+
+def _write(p: Preset, out: Path, tables: dict, started: float, dev: str, threads: int, jobs: int, engine: str,
+           bar: Progress) -> Path:
+    """The raw tables, meta.json, the analyses and the report."""
+    from ..analysis import analyze
+    from ..report import render
+
     for name, df in tables.items():
         io.write_table(out / "tables" / f"{name}.csv", df)
     io.write_json(out / "meta.json", {
@@ -130,5 +138,6 @@ def reproduce(preset: str | Preset = "quick", out=None, device: str = "auto", th
         "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     analyze(out)
     report = render(out)
+    bar.did(FINISHING, "report")
     bar.phase(f"report written: {report}")
     return report
