@@ -43,7 +43,7 @@ def extra(module: str):
     except ImportError:
         if os.environ.get("NUMVARS_REQUIRE_EXTRAS"):
             pytest.fail(f"NUMVARS_REQUIRE_EXTRAS is set but {module} is not installed", pytrace=False)
-        pytest.skip(f"{module} is not installed (pip install 'numvars[hf,nnsight,pyvene]')", allow_module_level=True)
+        pytest.skip(f"{module} is not installed (the hf, nnsight and pyvene extras; make test installs them)", allow_module_level=True)
 
 
 @contextmanager
