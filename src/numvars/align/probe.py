@@ -23,9 +23,14 @@ def probe_directions(states: Tensor, values: Tensor, k: int) -> Tensor:
     """(d, ≤ k + C) candidate directions of `states` (N, d) predictive of `values` (N,), best first: the
     ridge regression of the value itself (a line), then the top singular directions of a ridge probe of
     its one-hot code (a value encoded along a curve)."""
+    d = states.shape[1]
+    if len(states) < 2:                                  # nothing to regress: the filler completes the block
+        return torch.zeros(d, 0, dtype=torch.double)
     x = states.double() - states.double().mean(0)
-    d = x.shape[1]
-    gram = x.T @ x + 1e-3 * torch.eye(d, dtype=x.dtype) * x.var(0).sum()
+    # the ridge scales with the states' spread, and stays positive where they do not vary at all (a site
+    # whose state is the same for every pair, e.g. a Transformer's first stream at a repeated token)
+    spread = max(float(x.var(0).sum()), 1e-12)
+    gram = x.T @ x + 1e-3 * spread * torch.eye(d, dtype=x.dtype)
     scalar = values.double() - values.double().mean()
     line = torch.linalg.solve(gram, x.T @ scalar[:, None])                  # (d, 1)
     y = _one_hot(values)
