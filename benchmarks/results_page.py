@@ -158,10 +158,13 @@ class Page:
                  + "".join(f"; {a}: {json.dumps(o)}" for a, o in c.get("arch_train", {}).items())],
                 ["DAS options", json.dumps(c.get("das", {})) + f" (pairs: {self.das_pairs()})"],
                 ["full swap", f"{json.dumps(c.get('fullswap', {}))}, {c.get('fullswap_n', '—')} pairs per run"],
-                ["started / finished", f"{res.meta.get('started', '—')} / {res.meta.get('finished', '—')}"],
-                ["wall time", f"{res.meta.get('wall_seconds', math.nan) / 3600:.2f} h "
-                              f"({res.meta.get('wall_seconds', math.nan):.0f} s); jobs' own time "
-                              f"{res.meta.get('job_seconds', math.nan) / 3600:.2f} h"],
+                ["started / finished (the last sitting)",
+                 f"{res.meta.get('started', '—')} / {res.meta.get('finished', '—')}"],
+                ["time", f"the jobs' own time {res.meta.get('job_seconds', math.nan) / 3600:.2f} h (every job, "
+                         f"whichever sitting ran it); the last sitting's wall time "
+                         f"{res.meta.get('wall_seconds', math.nan) / 3600:.2f} h ({res.meta.get('wall_seconds', math.nan):.0f} s: "
+                         "a stopped reproduction resumes from its cache, so this is the whole wall time only when "
+                         "it ran in one sitting)"],
                 ["hardware", ", ".join(f"{k} {v}" for k, v in res.meta.get("hardware", {}).items())],
                 ["runs analysed / dropped (never reached the criterion)", f"{len(runs)} / {len(dropped)}"]]
         now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
