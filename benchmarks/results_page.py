@@ -103,6 +103,24 @@ def seeds_of(df: pd.DataFrame) -> str:
     return ", ".join(str(int(s)) for s in sorted(set(df["seed"]))) if len(df) else "none"
 
 
+
+def planned(preset: str) -> str:
+    """What `numvars reproduce --preset P --dry-run --jobs 2` plans on an empty folder (nothing is written)."""
+    import tempfile
+
+    from numvars.jobs.costs import hms
+    from numvars.reproduce import get_preset
+    from numvars.reproduce.plan import plan
+    try:
+        p = get_preset(preset)
+    except NumvarsError:
+        return "— (not a preset of this numvars)"
+    with tempfile.TemporaryDirectory() as tmp:
+        pl = plan(p, Path(tmp) / "fresh", 2)
+    return (f"{int(pl.counts['jobs'].sum())} jobs, {hms(float(pl.counts['seconds'].sum()))} of CPU, "
+            f"{hms(pl.wall_seconds)} of wall time estimated")
+
+
 class Page:
     def __init__(self, res: P.Results, doc: Path, img: Path):
         self.res, self.doc, self.img = res, doc, img
@@ -166,6 +184,7 @@ class Page:
                          "a stopped reproduction resumes from its cache, so this is the whole wall time only when "
                          "it ran in one sitting)"],
                 ["hardware", ", ".join(f"{k} {v}" for k, v in res.meta.get("hardware", {}).items())],
+                ["plan (`--dry-run` on an empty folder, 2 workers)", planned(res.preset)],
                 ["runs analysed / dropped (never reached the criterion)", f"{len(runs)} / {len(dropped)}"]]
         now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         return (f"# Results: the paper's figures as numvars reproduces them\n\n"
