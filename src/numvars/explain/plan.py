@@ -79,7 +79,8 @@ class ExplainPlan:
     """The jobs that explain some runs (run directories, or labels of models in memory) of one model family."""
 
     def __init__(self, o: ExplainOptions, programs: dict, model, runs: list[str], gpu: float = 0.0,
-                 evidence_jobs: bool = True, after_evidence: Callable[["ExplainPlan"], list] | None = None):
+                 evidence_jobs: bool = True, after_evidence: Callable[["ExplainPlan"], list] | None = None,
+                 skipped: list | None = None):
         """after_evidence(plan): the named program's (program, variable, site, map) once every run's evidence
         is in (the verdict); the plan then names the k sweep's jobs."""
         self.o, self.programs, self.runs, self.gpu = o, programs, [str(r) for r in runs], gpu
@@ -93,7 +94,8 @@ class ExplainPlan:
         self._fits: dict[tuple, list] = {}              # (run, program, variable) -> [(val IIA, target, map)]
         self.results: dict[str, dict[Job, dict]] = {r: {} for r in self.runs}
         self.after_evidence = after_evidence
-        self.skipped: list[tuple[str, str]] = []       # (run, kind) of planned jobs that will not run
+        # (run, kind) of planned jobs that will not run; a caller's list when several plans feed one bar
+        self.skipped: list[tuple[str, str]] = [] if skipped is None else skipped
         self._evidence: set[str] = set()               # runs whose evidence is in
         self._sweep: list[Job] | None = None
 

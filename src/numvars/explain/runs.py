@@ -81,12 +81,14 @@ def conclude(plan: ExplainPlan, records: list[list[Record]], ev: Evidence, work,
     return verdict(*pool_alignments(records), ev, plan.programs, plan.o)
 
 
-def explain_plan(run_dir, model, gpu: float = 0.0, options: ExplainOptions | None = None, **opts) -> ExplainPlan:
+def explain_plan(run_dir, model, gpu: float = 0.0, options: ExplainOptions | None = None, skipped: list | None = None,
+                 **opts) -> ExplainPlan:
     """The plan of `explain` for one run (for a caller that schedules its jobs with its own, as `reproduce`
     does; its k sweep follows the evidence); `model` only tells its sites (an untrained model of the run's
     config will do)."""
     o = options or ExplainOptions(**opts)
-    return ExplainPlan(o, o.programs(), model, [str(run_dir)], gpu=gpu, after_evidence=named_by_verdict)
+    return ExplainPlan(o, o.programs(), model, [str(run_dir)], gpu=gpu, after_evidence=named_by_verdict,
+                       skipped=skipped)
 
 
 def named_by_verdict(plan: ExplainPlan) -> list[tuple[str, str, str, str]]:

@@ -109,16 +109,9 @@ class Progress:
 
     def did(self, group: str, kind: str) -> None:
         """A planned piece of work that is not a job (an explain page, the report) is done."""
-        if self.budget is None:
-            return
-        seconds = self.budget.cost(_Kind(kind), group)
-        self.spent += seconds
-        self.done[group] = self.done.get(group, 0) + 1
-        self.used[group] = self.used.get(group, 0.0) + seconds
-        if self.n >= self.total:
-            self._add(1)
-        self._advance(1)
-        self._show()
+        if self.budget is not None:
+            self._tally(_Kind(kind), group)
+            self._show()
 
     def credit(self, skipped) -> None:
         """Credits the entries of an expander's `skipped` list, (group, kind) each, not credited before."""
@@ -166,14 +159,17 @@ class Progress:
 
     # --- the numbers -------------------------------------------------------------------------------------
     def _count(self, job, result) -> None:
-        group = group_of(job, result)
+        self._tally(job, group_of(job, result))
+
+    def _tally(self, job, group: str) -> None:
+        """One planned piece of work of `group` done: its planned seconds spent, the bar one step on."""
         seconds = self.budget.cost(job, group) if self.budget else 0.0
         self.spent += seconds
         self.done[group] = self.done.get(group, 0) + 1
         self.used[group] = self.used.get(group, 0.0) + seconds
         self.kinds[job.kind] = self.kinds.get(job.kind, 0) + 1
         if self.budget is not None and self.n >= self.total:
-            self._add(1)                                   # a job the plan did not foresee: said, not hidden
+            self._add(1)                                   # work the plan did not foresee: said, not hidden
         self._advance(1)
         if self.budget is not None and job.kind in self.phases \
                 and self.kinds[job.kind] == self.budget.kinds.get(job.kind):

@@ -90,9 +90,8 @@ class GridDependents:
         from ..explain.runs import explain_plan
         from ..models import build
 
-        plan = explain_plan(run_dir, build(from_mapping(config).model), _gpu(self.device), device=self.device,
-                            **self.preset.explain)
-        plan.skipped = self.skipped                      # one list for the bar, whichever plan skips
+        plan = explain_plan(run_dir, build(from_mapping(config).model), _gpu(self.device), skipped=self.skipped,
+                            device=self.device, **self.preset.explain)     # one skipped list for the bar
         self.plans[run_dir] = plan
         return plan.roots()
 

@@ -118,7 +118,7 @@ def plan(preset: Preset, out: Path, workers: int, device: str = "cpu", threads: 
             add("align_models", "align_models", None, False, cost, index)
         if preset.explain is not None and is_explained(preset, spec.arch, spec.task, spec.d_model, spec.variant,
                                                        spec.seed):
-            rows.append((FINISHING, "explain_page", None, False, costs.explain_page()))    # its explain page, after the grid
+            rows.append((FINISHING, "explain_page", None, False, costs.explain_page()))   # its page, after the grid
     rows.append((FINISHING, "report", None, False, costs.report(len(roots))))      # the analyses and the report
     finishing = sum(r[-1] for r in rows if r[0] == FINISHING)                        # in the main process, serially
     frame = pd.DataFrame([r[1:2] + r[3:] for r in rows], columns=["kind", "done", "seconds"])
@@ -158,7 +158,8 @@ def _explain_after(expand, run_dir: str, arch: str, costs: Costs, trained: bool)
             seen.add(j)
             result = finished(j)
             if j not in roots:
-                out.append((j.kind, j, result is not None, 0.0 if result is not None else planned_seconds(costs, arch, j)))
+                seconds = 0.0 if result is not None else planned_seconds(costs, arch, j)
+                out.append((j.kind, j, result is not None, seconds))
             if result is not None:
                 queue += plan(j, result)
     reached = Counter(kind for kind, *_ in out) + Counter(kind for run, kind in plan.skipped if run == run_dir)
