@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
 
 from numvars import models
@@ -69,14 +70,16 @@ def main(argv=None):
             for name, maps in MAPS.items():
                 if key({**labels, "model": "trained", "maps": name}) in have:
                     continue
+                start = time.perf_counter()
                 x, _ = explain_runs([run], out=Path(scratch) / run.name / name, jobs=args.jobs, progress=False,
                                     **{**opts, "maps": maps})
-                rows.append(row(x, **labels, model="trained", maps=name))
+                rows.append(row(x, **labels, model="trained", maps=name, seconds=round(time.perf_counter() - start)))
                 save(rows, opts)
             if not args.no_untrained and key({**labels, "model": "untrained", "maps": "both"}) not in have:
                 fresh = models.build(cfg.model, seed=cfg.train.seed)
+                start = time.perf_counter()
                 x = explain(fresh, task, progress=False, jobs=args.jobs, **opts)
-                rows.append(row(x, **labels, model="untrained", maps="both"))
+                rows.append(row(x, **labels, model="untrained", maps="both", seconds=round(time.perf_counter() - start)))
                 save(rows, opts)
 
 
@@ -104,18 +107,31 @@ def save(rows: list[dict], opts: dict) -> None:
         tmp.replace(REPORTS / name)
 
 
+def coverage(rows: list[dict]) -> str:
+    """Which seeds of which conditions the rows cover (a sitting may stop before it covers everything)."""
+    seeds: dict = {}
+    for r in rows:
+        if r["model"] == "trained":
+            seeds.setdefault((r["arch"], r["task"]), set()).add(r["seed"])
+    parts = [f"{arch} {task.replace('_', '-')} seeds {', '.join(map(str, sorted(s)))}" for (arch, task), s in
+             sorted(seeds.items())]
+    return f"Covered: {'; '.join(parts)} ({sum(map(len, seeds.values()))} runs)." if parts else "No run covered yet."
+
+
 def markdown(rows: list[dict], opts: dict) -> str:
     lines = ["# `explain`'s verdicts on the paper preset's runs", "",
-             f"`python benchmarks/explain_verdicts.py` with the paper preset's explain options {opts} (2 workers). "
+             f"`python benchmarks/explain_verdicts.py` with the paper preset's explain options {opts} (2 workers), "
+             f"on the runs of `numvars reproduce --preset paper-short` (the paper protocol). {coverage(rows)} "
              "For each run: the verdict with the rotation alone, the general linear map alone, and both; then "
              "an untrained model of the same config. \"UD/UU wins\": comparisons of Up-Down's count with Up-Up's "
-             "two counts, on the pairs where they differ, won by each (of 2).", "",
-             "| arch | task | seed | model | maps | verdict | grade | count IIA (map) | UD wins | UU wins |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "two counts, on the pairs where they differ, won by each (of 2). \"s\": wall seconds of that explain "
+             "(alignments already cached by an earlier map setting or by the preset are reused; — where not timed).",
+             "", "| arch | task | seed | model | maps | verdict | grade | count IIA (map) | UD wins | UU wins | s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         iia = "—" if r["count_iia"] is None else f"{r['count_iia']:.2f} ({r['count_map']})"
         lines.append(f"| {r['arch']} | {r['task']} | {r['seed']} | {r['model']} | {r['maps']} | {r['best']} | "
-                     f"{r['grade']} | {iia} | {r['up_down_wins']} | {r['up_up_wins']} |")
+                     f"{r['grade']} | {iia} | {r['up_down_wins']} | {r['up_up_wins']} | {r.get('seconds', '—')} |")
     summary: dict = {}
     for r in rows:
         key = (r["arch"], r["task"], r["model"], r["maps"])

@@ -190,3 +190,38 @@ class SkewCounter(LineCounter):
         logits[:, self.eos] = 10.0 * (0.5 - count) - off
         logits[:, self.first_demo] = 20.0 * (0.5 - phase)
         return logits
+
+
+class SkewUpUpCounter(LineCounter):
+    """Two separate counters, as UpUpCounter, kept along unit directions a and b at cosine `cos` (the phase on a
+    third, orthogonal one): State = Q·(demo_count·a + resp_count·b + phase·c). Both counters together are a
+    rotation's to swap; either alone is not (an orthogonal swap of one drags the other along), while a general
+    linear map swaps each."""
+
+    def __init__(self, task: Task, d: int = 6, seed: int = 2024, cos: float = 0.9):
+        super().__init__(task, d, seed)
+        basis = torch.zeros(d, 3)
+        basis[0, 0] = 1.0
+        basis[0, 1], basis[1, 1] = cos, (1 - cos ** 2) ** 0.5
+        basis[2, 2] = 1.0
+        self.register_buffer("basis", basis)                              # columns a, b, c
+        self.register_buffer("dual", torch.linalg.pinv(basis))
+
+    def _read(self, state):
+        return (state @ self.q) @ self.dual.T                            # (B, 3): demo_count, resp_count, phase
+
+    def step(self, tokens, state):
+        z = self._read(state).clone()
+        z[:, 0] += self.demo[tokens].float()
+        z[:, 1] += (tokens == self.resp).float()
+        z[:, 2] = torch.where((tokens == self.trig) | (tokens == self.resp), torch.ones_like(z[:, 2]), z[:, 2])
+        z = torch.where((tokens == self.bos)[:, None], torch.zeros_like(z), z)
+        return (z @ self.basis.T) @ self.q.T
+
+    def readout(self, state):
+        z = self._read(state)
+        left = z[:, 0] - z[:, 1]
+        logits = torch.full((len(state), self.vocab_size), -10.0)
+        logits[:, self.resp] = 10.0 * (left - 0.5)
+        logits[:, self.eos] = 10.0 * (0.5 - left)
+        return logits

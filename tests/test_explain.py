@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from handbuilt import LineCounter, SkewCounter, UpUpCounter, summing_transformer
+from handbuilt import LineCounter, SkewCounter, SkewUpUpCounter, UpUpCounter, summing_transformer
 from numvars import models
 from numvars.align.attention import attention_test
 from numvars.align.align_models import align_models
@@ -50,6 +50,19 @@ def test_an_up_up_counter_is_named_up_up_and_up_down_is_said_to_fit_as_well():
     assert up_down.grade == "also" and not up_down.refuted_by
     assert all(d.winner is None for d in x.duels if {d.program, d.rival} == {"up_down", "up_up"})
     assert "Up-Down fits as well" in x.text
+
+
+def test_two_counters_only_a_linear_map_can_separate_are_named_up_up_with_both_maps():
+    """Why a tie names the finer program rather than the one the rotation prefers: a rotation cannot swap one of
+    a skewed network's two counters without the other, so under the rotation Up-Up loses where it differs from
+    Up-Down; the linear map swaps each, and the network (which keeps two counters) is named Up-Up."""
+    x = explain(SkewUpUpCounter(TASK), TASK, progress=False, **{**SMALL, "maps": "orthogonal,linear", "ks": "d/2"})
+    assert (x.best, x.grade) == ("up_up", "partial"), x.text
+    for e in x.named.evidence:
+        assert e.map == "linear" and e.needs_linear and e.iia > 0.95 > 0.7 > e.per_map["orthogonal"], e
+    up_down = next(v for v in x.verdicts if v.program == "up_down")
+    assert up_down.grade == "also" and up_down.evidence[0].per_map["orthogonal"] > 0.95
+    assert "only a general linear map reads it" in x.named.text
 
 
 def test_a_random_network_gets_no_verdict():
