@@ -244,6 +244,23 @@ def test_per_pair_diagnostics_explain_each_failure():
     assert p.loc[p["trivial"], "correct"].mean() > p.loc[~p["trivial"], "correct"].mean()
 
 
+def test_untrained_copy_notes_only_the_parameters_no_initialiser_reached(capsys):
+    """A LayerNorm reset to the ones it already had (an untrained model's copy) was reached; a bare parameter
+    of the model itself was not, and is named."""
+    fresh_transformer = models.build(ModelConfig(arch="transformer", vocab_size=TASK.vocab_size, d_model=8), seed=0)
+    align.untrained_copy(fresh_transformer, seed=1)
+    assert "keep their trained values" not in capsys.readouterr().err
+
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.scale = torch.nn.Linear(3, 3), torch.nn.Parameter(torch.full((3,), 2.0))
+
+    align.untrained_copy(Scaled(), seed=1)
+    err = capsys.readouterr().err
+    assert "1 parameter(s) of Scaled have no initialiser" in err and "(e.g. scale)" in err
+
+
 def test_untrained_copy_has_fresh_weights_and_leaves_the_original_alone():
     model = models.build(ModelConfig(arch="gru", vocab_size=TASK.vocab_size, d_model=8), seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -140,6 +140,7 @@ def untrained_copy(model: nn.Module, seed: int) -> nn.Module:
     if not resettable:
         raise NumvarsError(f"control=untrained needs submodules with reset_parameters (nn.Linear, nn.GRU, ...); "
                            f"{type(model).__name__} has none, so its copy would be the trained model itself")
+    covered = {id(p) for m in resettable for p in m.parameters(recurse=False)}
     with torch.random.fork_rng(devices=[]):         # leave the caller's random stream alone
         torch.manual_seed(seed)
         for m in resettable:
@@ -148,7 +149,10 @@ def untrained_copy(model: nn.Module, seed: int) -> nn.Module:
             if callable(getattr(m, "_init_weights", None)) and hasattr(m, "config"):   # covers GPT-2's Conv1D
                 with torch.no_grad():
                     m.apply(m._init_weights)
-    kept = [name for (name, new), old in zip(fresh.named_parameters(), model.parameters()) if torch.equal(new, old)]
+                covered |= {id(p) for p in m.parameters()}
+    # what no initialiser reached (a parameter reset to the value it had, as a LayerNorm's ones, was reached)
+    kept = [name for (name, new), old in zip(fresh.named_parameters(), model.parameters())
+            if id(new) not in covered and torch.equal(new, old)]
     if kept:
         versions.note(f"control=untrained: {len(kept)} parameter(s) of {type(model).__name__} have no initialiser "
                       f"and keep their trained values (e.g. {kept[0]}); the control is partly trained")
