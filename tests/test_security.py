@@ -243,7 +243,7 @@ def _aligned(run, capsys) -> Path:
 
 
 @pytest.mark.parametrize("damage", ["truncated pairs", "empty list", "empty mapping", "a string for a number", "NaN",
-                                    "Infinity"])
+                                    "Infinity", "map bytes", "NaN map"])
 def test_a_damaged_cached_alignment_is_computed_again(run, capsys, damage):
     folder = _aligned(run, capsys)
     result = json.loads((folder / "result.json").read_text())
@@ -251,7 +251,11 @@ def test_a_damaged_cached_alignment_is_computed_again(run, capsys, damage):
             "a string for a number": json.dumps({**result, "iia": "high"}),
             "NaN": json.dumps({**result, "iia": float("nan")}),
             "Infinity": json.dumps({**result, "iia_free": float("inf")})}.get(damage)
-    if text is None:
+    if damage == "map bytes":
+        (folder / "alignment.safetensors").write_bytes(b"not safetensors")
+    elif damage == "NaN map":
+        save_file({"matrix": torch.full((20, 20), float("nan"))}, str(folder / "alignment.safetensors"))
+    elif text is None:
         pairs = (folder / "pairs.parquet").read_bytes()
         (folder / "pairs.parquet").write_bytes(pairs[: len(pairs) // 2])
     else:
@@ -260,6 +264,27 @@ def test_a_damaged_cached_alignment_is_computed_again(run, capsys, damage):
     assert code == 0 and out.startswith("aligned:"), (out, err)         # computed again, not "reused"
     assert "nan" not in out.lower()
     assert json.loads((folder / "result.json").read_text())["iia"] == result["iia"]
+
+
+def test_a_damaged_alignment_map_names_the_folder_and_the_fix_not_retraining(tmp_path):
+    from numvars.align.intervention import Intervention
+    from numvars.errors import NumvarsError
+    from numvars.loaders import read_alignment_matrix
+
+    folder = tmp_path / "align" / "das-x"
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({"site": "state", "map": "orthogonal", "k": 2, "variables": ["count"]}))
+    for damage, words in [(b"", "is missing"), (b"not safetensors", "is corrupt"), ("2x3", "no square matrix")]:
+        if damage == "2x3":
+            save_file({"matrix": torch.zeros(2, 3)}, str(folder / "alignment.safetensors"))
+        elif damage:
+            (folder / "alignment.safetensors").write_bytes(damage)
+        for load in (lambda: read_alignment_matrix(folder), lambda: Intervention.load(None, folder)):
+            with pytest.raises(NumvarsError) as e:
+                load()
+            message = str(e.value)
+            assert words in message and f"delete {folder}" in message and "train" not in message, message
+            assert "\n" not in message
 
 
 def test_a_damaged_analysis_table_is_computed_again_for_the_report(tmp_path, capsys):

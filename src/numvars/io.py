@@ -165,14 +165,16 @@ def _retrain(weights: Path) -> str:
     return "train the run first"
 
 
-def load_tensors(path) -> dict[str, torch.Tensor]:
+def load_tensors(path, what: str = "weights file", fix: str | None = None) -> dict[str, torch.Tensor]:
+    """A safetensors file; `fix` says how to recover a missing or corrupt one (default: retrain its run)."""
     path = Path(path)
+    fix = fix or _retrain(path)
     if not path.is_file():
-        raise NumvarsError(f"weights file {path} is missing; {_retrain(path)}")
+        raise NumvarsError(f"{what} {path} is missing; {fix}")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise NumvarsError(f"weights file {path} is corrupt ({str(e).splitlines()[0]}); {_retrain(path)}") from None
+        raise NumvarsError(f"{what} {path} is corrupt ({str(e).splitlines()[0]}); {fix}") from None
 
 
 def read_table(path) -> pd.DataFrame:

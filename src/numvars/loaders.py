@@ -232,6 +232,8 @@ def read_result(folder: Path, kind: str, key: dict) -> dict | None:
         data = io.read_json(path)
         _check_result(data, kind, key)
         read_job_table(folder, kind)
+        if kind == "das":
+            read_alignment_matrix(folder)
     except (NumvarsError, ValueError) as e:
         versions.note(f"ignoring the damaged result in {folder} ({e}); computing it again")
         return None
@@ -265,6 +267,21 @@ EVIDENCE = {"best": ("program", "variable", "site", "map", "k", "val_iia", "iia"
             "duels": ("program", "variable", "rival", "rival_variable", "source", "pair", "a_ok", "b_ok", "a_on_b",
                       "b_on_a"),
             "sizes": ("program", "variable", "rival", "rival_variable", "source", "pairs")}
+
+
+def read_alignment_matrix(folder) -> "torch.Tensor":
+    """An alignment folder's map (alignment.safetensors): a finite, square floating-point matrix."""
+    import torch
+
+    folder = Path(folder)
+    fix = f"delete {folder} and rerun the command that made it"
+    tensors = io.load_tensors(inside(folder, "alignment.safetensors"), "alignment map", fix)
+    matrix = tensors.get("matrix")
+    if matrix is None or matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1] or not matrix.is_floating_point():
+        raise NumvarsError(f"{folder}/alignment.safetensors holds no square matrix; {fix}")
+    if not bool(torch.isfinite(matrix).all()):
+        raise NumvarsError(f"{folder}/alignment.safetensors holds NaN or infinite values; {fix}")
+    return matrix
 
 
 def read_evidence(folder: Path, names) -> tuple[dict, dict[str, pd.DataFrame]]:

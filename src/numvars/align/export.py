@@ -22,6 +22,7 @@ from torch import Tensor
 
 from .. import io
 from ..errors import NumvarsError
+from ..loaders import read_alignment_matrix
 from ..paths import inside
 from .maps import block_masks
 from .sites import hook_name
@@ -103,14 +104,9 @@ def read_alignment(align_dir) -> ExportedAlignment:
         if not isinstance(s.get(key), kind) or isinstance(s.get(key), bool):
             raise _fail(align_dir, f"result.json has no valid {key!r}")
     try:
-        tensors = io.load_tensors(inside(align_dir, "alignment.safetensors"))
+        matrix = read_alignment_matrix(align_dir)
     except NumvarsError as e:
         raise _fail(align_dir, str(e).split(";")[0]) from None
-    matrix = tensors.get("matrix")
-    if matrix is None or matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1] or not matrix.is_floating_point():
-        raise _fail(align_dir, "alignment.safetensors holds no square matrix")
-    if not bool(torch.isfinite(matrix).all()):
-        raise _fail(align_dir, "its matrix holds NaN or infinite values")
     d, variables = matrix.shape[0], [str(v) for v in s["variables"]]
     masks = block_masks(d, s["k"], len(variables))
     return ExportedAlignment(matrix=matrix, masks=masks, site=s["site"], k=s["k"], map=s["map"], program=s["program"],

@@ -56,8 +56,10 @@ class Intervention:
     @classmethod
     def load(cls, model: nn.Module, result_dir, device="cpu") -> "Intervention":
         """A saved alignment (result.json and alignment.safetensors of `DASResult.save`) on `model`."""
+        from ..loaders import read_alignment_matrix
+
         summary = io.read_json(inside(result_dir, "result.json"))
-        matrix = io.load_tensors(inside(result_dir, "alignment.safetensors"))["matrix"]
+        matrix = read_alignment_matrix(result_dir)
         return cls.fitted(model, summary["site"], summary["map"], matrix, summary["k"], len(summary["variables"]),
                           device)
 

@@ -105,7 +105,7 @@ class DASResult:
         return cls(**{k: s[k] for k in ("iia", "iia_free", "token_accuracy", "val_iia", "program", "k", "map", "site",
                                         "control", "seed", "epochs", "steps", "seconds")},
                    variables=tuple(s["variables"]),
-                   matrix=io.load_tensors(inside(folder, "alignment.safetensors"))["matrix"],
+                   matrix=loaders.read_alignment_matrix(folder),
                    pairs=loaders.read_job_table(folder, "das"),
                    history=io.read_table(history) if history.is_file() else pd.DataFrame(),
                    trials=loaders.read_trials(folder))

@@ -18,7 +18,7 @@ from ..errors import NumvarsError
 from ..versions import note
 from ..runs import load_run
 from ..jobs.cache import work as job_work
-from ..loaders import read_evidence, read_job_table, read_result, read_trials
+from ..loaders import read_alignment_matrix, read_evidence, read_job_table, read_result, read_trials
 from ..paths import check_length, inside
 from .explanation import Explanation, named_variables, pool_alignments, shown_alignments, verdict
 from .options import ExplainOptions
@@ -194,7 +194,7 @@ def records_of(results: dict) -> list[Record]:
             if "result" in a:
                 matrix, frame, trials = a["result"].matrix, a["result"].pairs, a["result"].trials
             else:
-                matrix = io.load_tensors(inside(where, "alignment.safetensors"))["matrix"]
+                matrix = read_alignment_matrix(where)
                 frame, trials = read_job_table(Path(where), "das"), _trials(Path(where))
             out.append(Record(s["program"], ",".join(s["variables"]), s["site"], s["map"], int(s["k"]),
                               s["control"] or "none", int(s["seed"]), float(s["iia"]), float(s["val_iia"]), matrix,
