@@ -34,6 +34,9 @@ class LineCounter(nn.Module):
     def _unrotate(self, state):
         return state @ self.q                         # back to [count, phase, ...]
 
+    def _rotate(self, z):
+        return z @ self.q.T
+
     def step(self, tokens, state):
         z = self._unrotate(state).clone()
         count, phase = z[:, 0], z[:, 1]
@@ -142,7 +145,7 @@ class UpUpCounter(LineCounter):
         z[:, 1] += (tokens == self.resp).float()
         z[:, 2] = torch.where((tokens == self.trig) | (tokens == self.resp), torch.ones_like(z[:, 2]), z[:, 2])
         z = torch.where((tokens == self.bos)[:, None], torch.zeros_like(z), z)
-        return z @ self.q.T
+        return self._rotate(z)
 
     def readout(self, state):
         z = self._unrotate(state)
@@ -192,7 +195,7 @@ class SkewCounter(LineCounter):
         return logits
 
 
-class SkewUpUpCounter(LineCounter):
+class SkewUpUpCounter(UpUpCounter):
     """Two separate counters, as UpUpCounter, kept along unit directions a and b at cosine `cos` (the phase on a
     third, orthogonal one): State = Q·(demo_count·a + resp_count·b + phase·c). Both counters together are a
     rotation's to swap; either alone is not (an orthogonal swap of one drags the other along), while a general
@@ -207,21 +210,8 @@ class SkewUpUpCounter(LineCounter):
         self.register_buffer("basis", basis)                              # columns a, b, c
         self.register_buffer("dual", torch.linalg.pinv(basis))
 
-    def _read(self, state):
+    def _unrotate(self, state):
         return (state @ self.q) @ self.dual.T                            # (B, 3): demo_count, resp_count, phase
 
-    def step(self, tokens, state):
-        z = self._read(state).clone()
-        z[:, 0] += self.demo[tokens].float()
-        z[:, 1] += (tokens == self.resp).float()
-        z[:, 2] = torch.where((tokens == self.trig) | (tokens == self.resp), torch.ones_like(z[:, 2]), z[:, 2])
-        z = torch.where((tokens == self.bos)[:, None], torch.zeros_like(z), z)
+    def _rotate(self, z):
         return (z @ self.basis.T) @ self.q.T
-
-    def readout(self, state):
-        z = self._read(state)
-        left = z[:, 0] - z[:, 1]
-        logits = torch.full((len(state), self.vocab_size), -10.0)
-        logits[:, self.resp] = 10.0 * (left - 0.5)
-        logits[:, self.eos] = 10.0 * (0.5 - left)
-        return logits
