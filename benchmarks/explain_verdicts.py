@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from numvars import models
 from numvars.explain import explain
 from numvars.explain.runs import explain_runs
@@ -29,14 +31,19 @@ MAPS = {"orthogonal": "orthogonal", "linear": "linear", "both": "orthogonal,line
 
 
 def runs_of(folder: Path, archs, tasks, seeds) -> list[Path]:
+    """The main grid's runs (d = 20, default variant: the results folder's tables/runs.csv says which) that
+    reached the criterion."""
+    table = folder.parent / "tables" / "runs.csv"
+    if not table.is_file():
+        raise SystemExit(f"{table} is missing: give --runs the runs/ folder of a completed `numvars reproduce`")
+    runs = pd.read_csv(table)
+    main = runs[(runs["variant"] == "default") & (runs["d_model"] == 20) & runs["arch"].isin(archs)
+                & runs["task"].isin(tasks) & runs["seed"].isin(seeds)]
     out = []
-    for run in sorted(folder.iterdir()):
-        parts = run.name.split("-")
-        if len(parts) < 5 or parts[0] not in tasks or parts[1] not in archs or parts[2] != "d20":
-            continue
-        summary = read_summary(run) if (run / "summary.json").is_file() else None
-        if summary and summary.get("reached_criterion") and int(parts[3][1:]) in seeds:
-            out.append(run)
+    for name in sorted(main["run_name"]):
+        summary = read_summary(folder / name) if (folder / name / "summary.json").is_file() else None
+        if summary and summary.get("reached_criterion"):
+            out.append(folder / name)
     return out
 
 
@@ -66,7 +73,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as scratch:
         for run in runs_of(args.runs, args.archs, args.tasks, args.seeds):
             model, task, cfg, _ = load_run(run)
-            labels = {"arch": cfg.model.arch, "task": cfg.task.name, "seed": cfg.train.seed}
+            labels = {"arch": cfg.model.arch, "task": cfg.task.name, "seed": cfg.train.seed, "run": run.name}
             for name, maps in MAPS.items():
                 if key({**labels, "model": "trained", "maps": name}) in have:
                     continue
@@ -84,7 +91,7 @@ def main(argv=None):
 
 
 def key(r: dict) -> tuple:
-    return r["arch"], r["task"], r["seed"], r["model"], r["maps"]
+    return r["run"], r["model"], r["maps"]
 
 
 def earlier(opts: dict) -> list[dict]:
