@@ -17,12 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from numvars import models
+from numvars.analysis import RAW
 from numvars.explain import explain
 from numvars.explain.runs import explain_runs
-from numvars.loaders import read_summary
+from numvars.loaders import read_raw_tables, read_summary
 from numvars.reproduce.presets import PRESETS
 from numvars.runs import load_run
 
@@ -33,10 +32,7 @@ MAPS = {"orthogonal": "orthogonal", "linear": "linear", "both": "orthogonal,line
 def runs_of(folder: Path, archs, tasks, seeds) -> list[Path]:
     """The main grid's runs (d = 20, default variant: the results folder's tables/runs.csv says which) that
     reached the criterion."""
-    table = folder.parent / "tables" / "runs.csv"
-    if not table.is_file():
-        raise SystemExit(f"{table} is missing: give --runs the runs/ folder of a completed `numvars reproduce`")
-    runs = pd.read_csv(table)
+    runs = read_raw_tables(folder.parent, {"runs": RAW["runs"]}, {})["runs"]
     main = runs[(runs["variant"] == "default") & (runs["d_model"] == 20) & runs["arch"].isin(archs)
                 & runs["task"].isin(tasks) & runs["seed"].isin(seeds)]
     out = []

@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from . import io, versions
 from .errors import NumvarsError
@@ -269,10 +270,8 @@ EVIDENCE = {"best": ("program", "variable", "site", "map", "k", "val_iia", "iia"
             "sizes": ("program", "variable", "rival", "rival_variable", "source", "pairs")}
 
 
-def read_alignment_matrix(folder) -> "torch.Tensor":
+def read_alignment_matrix(folder) -> torch.Tensor:
     """An alignment folder's map (alignment.safetensors): a finite, square floating-point matrix."""
-    import torch
-
     folder = Path(folder)
     fix = f"delete {folder} and rerun the command that made it"
     tensors = io.load_tensors(inside(folder, "alignment.safetensors"), "alignment map", fix)

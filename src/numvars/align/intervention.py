@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import io
+from ..loaders import read_alignment_matrix
 from ..paths import inside
 from ..programs import Pairs
 from .maps import block_masks, from_matrix, make_map
@@ -56,8 +57,6 @@ class Intervention:
     @classmethod
     def load(cls, model: nn.Module, result_dir, device="cpu") -> "Intervention":
         """A saved alignment (result.json and alignment.safetensors of `DASResult.save`) on `model`."""
-        from ..loaders import read_alignment_matrix
-
         summary = io.read_json(inside(result_dir, "result.json"))
         matrix = read_alignment_matrix(result_dir)
         return cls.fitted(model, summary["site"], summary["map"], matrix, summary["k"], len(summary["variables"]),
