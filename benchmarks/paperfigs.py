@@ -1,5 +1,5 @@
 """What benchmarks/results_page.py and benchmarks/readme_figures.py share: one completed results folder read
-once, the paper's digitized values (benchmarks/paper_values.json), Figure 2's cells beside them, the k sweep
+once, the paper's digitized values (numvars/data/paper_values.json), Figure 2's cells beside them, the k sweep
 of one explained model, and the two figures drawn from those numbers. Both scripts call these functions, so
 the README's figures show exactly the numbers docs/results.md prints."""
 from __future__ import annotations
@@ -15,10 +15,9 @@ from matplotlib.figure import Figure
 
 from numvars import io
 from numvars.analysis import training_range
-from numvars.report import FIDELITY_NOTES, MATCH_TOLERANCE
+from numvars.models import PAPER_ARCHS
+from numvars.report import FIDELITY_NOTES, MATCH_TOLERANCE, paper_values
 
-PAPER_VALUES = Path(__file__).parent / "paper_values.json"
-ARCHS = ("gru", "lstm", "transformer")
 TASKS = ("multi_object", "single_object", "same_object")
 MEASURES = {"up_down_count": "Up-Down count", "up_up_best_count": "Up-Up best count", "full_swap": "full swap"}
 COLORS = {"up_down_count": "#1f77b4", "up_up_best_count": "#ff7f0e", "full_swap": "0.45"}
@@ -69,7 +68,7 @@ def load(results) -> Results:
     if not (root / "meta.json").is_file() or not (root / "analysis" / "headline.csv").is_file():
         raise SystemExit(f"{root} is not a completed results folder (no meta.json or analysis/headline.csv); "
                          "pass the folder `numvars reproduce` wrote, after it finished")
-    return Results(root, json.loads((root / "meta.json").read_text()), json.loads(PAPER_VALUES.read_text()))
+    return Results(root, json.loads((root / "meta.json").read_text()), paper_values())
 
 
 def paper_cell(values) -> tuple[float, float, float]:
@@ -115,7 +114,7 @@ def draw_fig2(cells: pd.DataFrame, path: Path, footer: str) -> Path:
     seeds and the paper's digitized value as a black diamond."""
     maps = [lead_map(cells)] + [m for m in dict.fromkeys(cells["map"]) if m not in ("—", lead_map(cells))]
     series = [(m, mp) for m in ("up_down_count", "up_up_best_count") for mp in maps] + [("full_swap", "—")]
-    archs = [a for a in ARCHS if a in set(cells["arch"])]
+    archs = [a for a in PAPER_ARCHS if a in set(cells["arch"])]
     tasks = [t for t in TASKS if t in set(cells["task"])]
     fig = Figure(figsize=(4.2 * len(archs) + 0.5, 4.2), layout="constrained")
     axes = fig.subplots(1, len(archs), squeeze=False)[0]
