@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from numvars import models
+from numvars import io, models
 from numvars.analysis import RAW
 from numvars.explain import explain
 from numvars.explain.runs import explain_runs
@@ -102,12 +102,8 @@ def save(rows: list[dict], opts: dict) -> None:
     """The reports after each verdict (sorted, so that a resumed sitting writes the same files)."""
     print(json.dumps(rows[-1]), flush=True)
     rows = sorted(rows, key=lambda r: (r["arch"], r["task"], r["seed"], r["model"] != "trained", list(MAPS).index(r["maps"])))
-    REPORTS.mkdir(exist_ok=True)
-    for name, text in (("explain_verdicts.json", json.dumps({"options": opts, "rows": rows}, indent=1) + "\n"),
-                       ("explain_verdicts.md", markdown(rows, opts))):
-        tmp = REPORTS / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(REPORTS / name)
+    io.write_text(REPORTS / "explain_verdicts.json", json.dumps({"options": opts, "rows": rows}, indent=1) + "\n")
+    io.write_text(REPORTS / "explain_verdicts.md", markdown(rows, opts))
 
 
 def coverage(rows: list[dict]) -> str:

@@ -25,6 +25,7 @@ import pandas as pd
 from numvars import io
 from numvars.align.protocol import DASOptions
 from numvars.errors import NumvarsError
+from numvars.pages import num
 from numvars.report import MATCH_TOLERANCE
 from numvars.stats import mean_ci
 
@@ -74,10 +75,6 @@ def run_attention(res: P.Results, n: int) -> None:
                 print(f"attention test on {r.run_name} not run: {e}")
                 continue
             print(f"attention test on {r.run_name}: {summary['accuracy']}")
-
-
-def num(x, nd: int = 2) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
 
 def signed(x, nd: int = 2) -> str:

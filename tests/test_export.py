@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from numvars import cli, models
-from numvars.align.export import read_alignment, read_export
+from numvars.align.export import read_export
 from numvars.align.intervention import Intervention
 from numvars.align.mib_format import check_mib, mib_interchange
 from numvars.align.pyvene_format import load_pyvene

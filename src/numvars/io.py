@@ -168,13 +168,12 @@ def _retrain(weights: Path) -> str:
 def load_tensors(path, what: str = "weights file", fix: str | None = None) -> dict[str, torch.Tensor]:
     """A safetensors file; `fix` says how to recover a missing or corrupt one (default: retrain its run)."""
     path = Path(path)
-    fix = fix or _retrain(path)
     if not path.is_file():
-        raise NumvarsError(f"{what} {path} is missing; {fix}")
+        raise NumvarsError(f"{what} {path} is missing; {fix or _retrain(path)}")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise NumvarsError(f"{what} {path} is corrupt ({str(e).splitlines()[0]}); {fix}") from None
+        raise NumvarsError(f"{what} {path} is corrupt ({str(e).splitlines()[0]}); {fix or _retrain(path)}") from None
 
 
 def read_table(path) -> pd.DataFrame:

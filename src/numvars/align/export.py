@@ -20,15 +20,15 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from .. import io
+from ..adapters.folder import FILE as ADAPTER_FILE, is_adapter_folder
 from ..errors import NumvarsError
 from ..loaders import read_alignment_matrix
 from ..paths import inside
-from .maps import block_masks
+from .maps import ROTATIONS, block_masks
 from .sites import hook_name
 
 FORMATS = ("safetensors", "pyvene", "mib")
 FORMAT_VERSION = 1
-ROTATIONS = ("orthogonal", "random", "identity")     # maps whose inverse is the transpose
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,9 @@ def _fail(align_dir, why: str) -> NumvarsError:
 def _model_of(align_dir: Path) -> dict:
     """The run an alignment folder sits in (RUN/align/<job>/): its path, name, architecture and task."""
     run_dir = align_dir.resolve().parent.parent
-    if (run_dir / "adapter.yaml").is_file():           # a model adapted through nnsight (`numvars adapt`)
+    if is_adapter_folder(run_dir):                     # a model adapted through nnsight (`numvars adapt`)
         try:
-            data = io.read_yaml(inside(run_dir, "adapter.yaml"))
+            data = io.read_yaml(inside(run_dir, ADAPTER_FILE))
         except NumvarsError:
             return {"run_dir": str(run_dir)}
         return {"run_dir": str(run_dir), "arch": "adapter", "model_dir": str(data.get("model")),

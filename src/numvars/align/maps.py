@@ -15,6 +15,8 @@ from ..errors import NumvarsError
 
 from .protocol import MAPS
 
+ROTATIONS = ("orthogonal", "random", "identity")     # maps whose inverse is the transpose
+
 
 def random_orthogonal(d: int, generator: torch.Generator) -> Tensor:
     q, r = torch.linalg.qr(torch.randn(d, d, generator=generator))
@@ -96,7 +98,7 @@ def from_matrix(kind: str, matrix: Tensor) -> nn.Module:
         nn.Module.__init__(fitted)
         fitted.register_buffer("weight", matrix.clone())
         return fitted
-    if kind in ("orthogonal", "random", "identity"):
+    if kind in ROTATIONS:
         return FixedMap(matrix.clone())
     raise NumvarsError(f"unknown map {kind!r}; choose one of {', '.join((*MAPS, 'random', 'identity'))}")
 

@@ -138,11 +138,6 @@ class Progress:
         self.credited += seconds
         self._advance(jobs)
 
-    def close_group(self, group: str) -> None:
-        """Nothing more will run in `group`: its unused budget is credited."""
-        self.skip(group)
-        self._show()
-
     def phase(self, text: str) -> None:
         """A line for a finished phase, above the bar."""
         if self.enabled:

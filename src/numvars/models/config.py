@@ -19,10 +19,10 @@ class ModelConfig:
     vocab_size: int = 9
     d_model: int = 20
     n_layers: int = 2          # Transformer and hf only
-    n_heads: int = 1           # Transformer only
+    n_heads: int = 1           # Transformer and hf only
     pos: str = "rope"          # Transformer only: "rope" or "none" (NPE)
     head_dropout: float = 0.5  # dropout on the hidden layer of the MLP head
-    layer_dropout: float = 0.0  # Transformer only: dropout on attention weights, each block's residual
+    layer_dropout: float = 0.0  # Transformer and hf only: dropout on attention weights, each block's residual
                                 # branches and its MLP's hidden layer (the authors' code uses 0.5)
 
     def __post_init__(self):
@@ -36,18 +36,15 @@ class ModelConfig:
         options.check_range("vocab_size", self.vocab_size, 1, 100_000)
         if self.arch == "lstm" and self.d_model % 2:
             raise NumvarsError(f"LSTM state [h; c] splits d_model in halves; d_model={self.d_model} must be even")
-        if self.arch == "transformer":
-            if self.pos not in POSITIONAL:
-                raise NumvarsError(f"unknown pos {self.pos!r}; choose rope or none")
+        if self.arch == "transformer" and self.pos not in POSITIONAL:
+            raise NumvarsError(f"unknown pos {self.pos!r}; choose rope or none")
+        if self.arch in ("transformer", "hf"):
             options.check_range("n_layers", self.n_layers, 1, MAX_LAYERS)
             options.check_range("n_heads", self.n_heads, 1, self.d_model, "each head needs at least one unit")
-            if self.d_model % self.n_heads or (self.pos == "rope" and (self.d_model // self.n_heads) % 2):
-                raise NumvarsError(f"d_model={self.d_model} must split into n_heads={self.n_heads} heads of even size")
-        if self.arch == "hf":
-            options.check_range("n_layers", self.n_layers, 1, MAX_LAYERS)
-            options.check_range("n_heads", self.n_heads, 1, self.d_model, "each head needs at least one unit")
-            if self.d_model % self.n_heads:
-                raise NumvarsError(f"d_model={self.d_model} must split into n_heads={self.n_heads} heads")
+            rope = self.arch == "transformer" and self.pos == "rope"     # rotary pairs need even heads
+            if self.d_model % self.n_heads or (rope and (self.d_model // self.n_heads) % 2):
+                size = " of even size" if self.arch == "transformer" else ""
+                raise NumvarsError(f"d_model={self.d_model} must split into n_heads={self.n_heads} heads{size}")
         if not 0 <= self.head_dropout < 1:
             raise NumvarsError(f"head_dropout={self.head_dropout} must be in [0, 1)")
         if not 0 <= self.layer_dropout < 1:
