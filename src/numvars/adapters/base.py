@@ -38,6 +38,11 @@ def first(output):
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
+def with_first(output, stream):
+    """A module's output with its stream replaced (a tuple keeps its other elements)."""
+    return (stream, *output[1:]) if isinstance(output, tuple) else stream
+
+
 class Adapted(nn.Module):
     """A model, a site module inside it and a token map, seen by numvars through nnsight."""
 

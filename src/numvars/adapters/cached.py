@@ -14,7 +14,7 @@ import inspect
 import torch
 from torch import Tensor
 
-from .base import model_logits
+from .base import model_logits, with_first
 
 
 def has_cache(model) -> bool:
@@ -39,8 +39,7 @@ def free_run_cached(adapter, site: str, prefix: Tensor, t: Tensor, state: Tensor
     with env.trace(enc(prefix[rows, t][:, None]), past_key_values=cache, attention_mask=mask,
                    position_ids=t[:, None], use_cache=True):
         node = adapter.at(env, site)
-        output = node.output
-        node.output = (state[:, None], *output[1:]) if isinstance(output, tuple) else state[:, None]
+        node.output = with_first(node.output, state[:, None])
         out = env.output.save()
     preds = []
     for j in range(cont.shape[1]):

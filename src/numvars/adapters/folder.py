@@ -68,7 +68,7 @@ def read_folder(folder):
                                                  (("model", str), ("site", str), ("tokens", dict), ("task", dict))):
         raise NumvarsError(f"{folder}/{FILE} is not an adapter file of this numvars (version {VERSION}); {fix}")
     try:
-        spec = TaskSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["task"].items()})
+        spec = TaskSpec(**data["task"])                 # its __post_init__ makes the holdouts a tuple
     except TypeError as e:
         raise NumvarsError(f"{folder}/{FILE} has an invalid task ({e}); {fix}") from None
     task = Task(spec)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..errors import NumvarsError
-from .base import Adapted, first, model_logits
+from .base import Adapted, first, model_logits, with_first
 from .cached import free_run_cached, has_cache
 
 
@@ -47,8 +47,7 @@ class StreamAdapter(Adapted):
         placeholder = torch.zeros(acts.shape[:2], dtype=torch.long, device=acts.device)
         with env.trace(self.tokens.encode(placeholder)):
             node = self.at(env, site)
-            output = node.output
-            node.output = (acts, *output[1:]) if isinstance(output, tuple) else acts
+            node.output = with_first(node.output, acts)
             out = env.output.save()
         logits = self.tokens.logits(model_logits(out))
         return logits.gather(1, positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))

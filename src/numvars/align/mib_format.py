@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import re
 import warnings
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from .. import io
 from ..errors import NumvarsError
 from ..paths import component
 from .pyvene_format import rotation_state
+from .sites import resid_layer
 
 FEATURIZER, INVERSE = "SubspaceFeaturizerModule", "SubspaceInverseFeaturizerModule"
 MODEL_CLASSES = {"gru": "GRULM", "lstm": "LSTMLM", "transformer": "TransformerLM", "hf": "GPT2LMHeadModel"}
@@ -34,9 +34,9 @@ MODEL_CLASSES = {"gru": "GRULM", "lstm": "LSTMLM", "transformer": "TransformerLM
 def unit_id(site: str) -> str:
     """MIB's model-unit name of a site: residual streams by layer (MIB counts blocks from 0, so resid.L, the
     stream after L blocks, is Layer-{L-1}); others by numvars' site name. The token: the pair's position."""
-    match = re.match(r"^resid\.(\d+)$", site)
-    if match and int(match.group(1)) >= 1:
-        return f"ResidualStream(Layer-{int(match.group(1)) - 1},Token-pair_position)"
+    layer = resid_layer(site)
+    if layer is not None and layer >= 1:
+        return f"ResidualStream(Layer-{layer - 1},Token-pair_position)"
     return f"State(Site-{site},Token-pair_position)"
 
 

@@ -15,13 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations
 
 from .. import io
 from ..errors import NumvarsError
+from .sites import resid_layer
 
 STATE, CONFIG = "intervention.safetensors", "config.json"
 INTERVENTION = "RotatedSpaceIntervention"
@@ -38,12 +37,10 @@ def rotation_state(matrix: Tensor) -> dict[str, Tensor]:
 
 def module_path(a) -> str | None:
     """The torch module whose output is the site, in numvars' own models (for pyvene's representation config)."""
-    arch, site = a.model.get("arch"), a.site
-    if arch == "transformer" and site.startswith("resid."):
-        layer = int(site.split(".")[1])
+    arch, layer = a.model.get("arch"), resid_layer(a.site)
+    if arch == "transformer" and layer is not None:
         return "embed" if layer == 0 else f"blocks.{layer - 1}"
-    if arch == "hf" and site.startswith("resid."):       # in RUN/hf as transformers loads it (GPT2LMHeadModel)
-        layer = int(site.split(".")[1])
+    if arch == "hf" and layer is not None:              # in RUN/hf as transformers loads it (GPT2LMHeadModel)
         return "transformer.drop" if layer == 0 else f"transformer.h.{layer - 1}"
     if arch == "adapter":
         return a.model.get("module")
@@ -52,8 +49,9 @@ def module_path(a) -> str | None:
 
 def pyvene_component(a) -> dict:
     """pyvene's own name of the site, where pyvene knows the model: a GPT-2's block output at a layer."""
-    if a.model.get("arch") == "hf" and a.site.startswith("resid.") and a.site != "resid.0":
-        return {"pyvene_layer": int(a.site.split(".")[1]) - 1, "pyvene_component": "block_output"}
+    layer = resid_layer(a.site)
+    if a.model.get("arch") == "hf" and layer:
+        return {"pyvene_layer": layer - 1, "pyvene_component": "block_output"}
     return {}
 
 
@@ -80,10 +78,8 @@ def _read(folder: Path) -> tuple[dict, dict[str, Tensor]]:
     d, k = config.get("embed_dim"), config.get("interchange_dim")
     if not (isinstance(d, int) and isinstance(k, int) and 1 <= k <= d):
         raise NumvarsError(f"{folder}/{CONFIG} has an invalid embed_dim or interchange_dim; export it again")
-    try:
-        state = load_file(str(folder / STATE))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise NumvarsError(f"{folder}/{STATE} cannot be read ({str(e).splitlines()[0][:120]})") from None
+    state = io.load_tensors(folder / STATE, "pyvene state",
+                            "export it again with `numvars export ALIGN_DIR --to pyvene`")
     return config, state
 
 

@@ -227,13 +227,18 @@ def from_hook_name(name: str) -> str:
     return f"resid.{layer + 1 if match.group(2) == 'post' else layer}"
 
 
+def resid_layer(site: str) -> int | None:
+    """L of a residual-stream site `resid.L` (the stream after L blocks); None for any other site."""
+    match = re.match(r"^resid\.(\d+)$", site)
+    return None if match is None else int(match.group(1))
+
+
 def hook_name(site: str) -> str | None:
     """The TransformerLens hook name of a residual-stream site (`resid.L` is `blocks.{L-1}.hook_resid_post`,
     `resid.0` is `blocks.0.hook_resid_pre`); None for a site that has none (a recurrent state)."""
-    match = re.match(r"^resid\.(\d+)$", site)
-    if match is None:
+    layer = resid_layer(site)
+    if layer is None:
         return None
-    layer = int(match.group(1))
     return "blocks.0.hook_resid_pre" if layer == 0 else f"blocks.{layer - 1}.hook_resid_post"
 
 
