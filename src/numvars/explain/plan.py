@@ -191,6 +191,10 @@ class ExplainPlan:
                 children += self.sweep()
         return children
 
+    @property
+    def sweep_decided(self) -> bool:
+        return self._sweep is not None
+
     def sweep(self, named: list[tuple[str, str, str, str]] | None = None) -> list[Job]:
         """The k sweep of what the verdict names (`named`, else `after_evidence`'s), decided once; its unused
         bound is told as skipped."""

@@ -69,12 +69,15 @@ def conclude(plan: ExplainPlan, records: list[list[Record]], ev: Evidence, work,
              progress: bool | Progress) -> Explanation:
     """The verdict from every run's alignments and evidence, then the k sweep of the named program's variables
     (it sizes what was found; it does not change the verdict) and the verdict again, with the sweep's rows."""
-    explanation = verdict(*pool_alignments(records), ev, plan.programs, plan.o)
-    sweep = plan.sweep(named_variables(explanation))       # found done where it followed the evidence
+    if plan.sweep_decided:                    # it followed the evidence in the graph: its verdict named the sweep
+        explanation, sweep = None, plan.sweep()
+    else:
+        explanation = verdict(*pool_alignments(records), ev, plan.programs, plan.o)
+        sweep = plan.sweep(named_variables(explanation))
     if isinstance(progress, Progress):
         progress.credit(plan.skipped)
     if not sweep:
-        return explanation
+        return explanation or verdict(*pool_alignments(records), ev, plan.programs, plan.o)
     more, _ = run_graph(sweep, work, lambda j, r: [], jobs=min(jobs, len(sweep)), progress=progress, desc="k sweep")
     for i, run in enumerate(plan.runs):
         records[i] = records[i] + records_of({j: r for j, r in more.items() if j.get("run_dir") == run})
